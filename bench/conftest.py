@@ -1,0 +1,162 @@
+"""pytest plumbing for the benchmark modules: selection options, parametrization, results.
+
+Each phase is a test function (``forward``, ``backward``, ``optimizer_step``,
+``train_step``) parametrized with the selected cases, so ids read
+``train_step[fashion_mlp-adam-cpu-eager-b64]``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from . import cases as matrix
+from .harness import Runner, cuda_available, synced_perf_counter
+from .results import BENCHMARK_JSON, RunWriter, new_run_dir
+
+_CASES = pytest.StashKey[list]()
+_WRITER = pytest.StashKey[RunWriter]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("blitzbench", "blitzbench case selection")
+    for axis in matrix.AXES:
+        flag = "--" + axis.replace("_", "-")
+        group.addoption(flag, dest=f"bb_{axis}", default=None, metavar="LIST",
+                        help=f"comma list replacing the preset's {axis.replace('_', ' ')}")
+    group.addoption("--preset", dest="bb_preset", default="default",
+                    help=f"case matrix to start from: {', '.join(matrix.PRESETS)} (default: default)")
+    group.addoption("--results-dir", dest="bb_results_dir", default="results",
+                    help="folder that receives one subfolder per run (default: results)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # tryfirst: the run folder and JSON path must exist before pytest-benchmark's own
+    # pytest_configure reads --benchmark-json.
+    if not hasattr(config.option, "bb_preset"):
+        return
+    try:
+        overrides = {
+            axis: matrix.parse_axis(axis, value)
+            for axis in matrix.AXES
+            if (value := getattr(config.option, f"bb_{axis}")) is not None
+        }
+        selected = matrix.select(config.option.bb_preset, **overrides)
+    except matrix.SelectionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if not selected:
+        raise pytest.UsageError("the selection contains no case")
+    config.stash[_CASES] = selected
+    if config.option.collectonly or getattr(config.option, "benchmark_disable", False):
+        return
+    run_dir = new_run_dir(config.option.bb_results_dir)
+    config.stash[_WRITER] = RunWriter(run_dir)
+    if getattr(config.option, "benchmark_json", None) is None:
+        config.option.benchmark_json = run_dir / BENCHMARK_JSON
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" not in metafunc.fixturenames:
+        return
+    phase = metafunc.function.__name__
+    params = []
+    for case in metafunc.config.stash[_CASES]:
+        if case.phase != phase:
+            continue
+        marks = []
+        if case.device == "cuda":
+            # Time whole rounds of GPU work: synchronize at each round's edges.
+            marks.append(pytest.mark.benchmark(timer=synced_perf_counter))
+        params.append(pytest.param(case, id=case.params_id, marks=marks))
+    if not params:
+        # Keep the phase out of the run (rather than a parametrize-empty skip line per phase).
+        metafunc.parametrize("case", [pytest.param(None, marks=pytest.mark.skip(reason="not selected"))],
+                             ids=["none-selected"], indirect=True)
+        return
+    # indirect: the ``case`` fixture below gets each value and can skip what cannot run here.
+    metafunc.parametrize("case", params, indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Drop the placeholders of unselected phases so the summary counts only real cases.
+    kept = [it for it in items if not it.name.endswith("[none-selected]")]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[it for it in items if it not in kept])
+        items[:] = kept
+
+
+@pytest.fixture
+def runner(request: pytest.FixtureRequest) -> Runner:
+    opt = request.config.option
+    return Runner(max_time=float(opt.benchmark_max_time), min_rounds=int(opt.benchmark_min_rounds))
+
+
+@pytest.fixture
+def case(request: pytest.FixtureRequest) -> matrix.Case:
+    case = request.param
+    if case.device == "cuda" and not cuda_available():
+        pytest.skip("CUDA is not available on this machine")
+    return case
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    writer = item.config.stash.get(_WRITER, None)
+    case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+    if writer is None or case is None:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        writer.write(_row(item, case, report, call))
+
+
+def _row(item: pytest.Item, case: matrix.Case, report: pytest.TestReport, call: pytest.CallInfo) -> dict:
+    """The pytest-benchmark entry for a measured case; a status row for anything else."""
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    if report.passed and fixture is not None and fixture.stats is not None:
+        row = fixture.stats.as_dict(include_data=True)
+        row["finished_at"] = time.time()
+        return row
+    status = "skipped" if report.skipped else "error"
+    if report.skipped and isinstance(report.longrepr, tuple):
+        message = report.longrepr[2].removeprefix("Skipped: ")
+    elif call.excinfo is not None:
+        message = call.excinfo.exconly()
+    else:
+        message = str(report.longrepr)
+    return {
+        "name": item.name,
+        "fullname": item.nodeid,
+        "extra_info": dict(case.as_dict(), case_id=case.id, status=status, error=message[-2000:]),
+        "stats": None,
+        "finished_at": time.time(),
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    writer = session.config.stash.get(_WRITER, None)
+    if writer is None:
+        return
+    # Render from the JSON lines so an interrupted run still gets its report.
+    from reports.render import write_report
+
+    if writer.count:
+        paths = write_report(writer.run_dir)
+        session.config.stash[_REPORT] = paths
+
+
+_REPORT = pytest.StashKey[dict]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    writer = config.stash.get(_WRITER, None)
+    if writer is None:
+        return
+    terminalreporter.write_sep("-", "blitzbench")
+    terminalreporter.write_line(f"results: {writer.run_dir} ({writer.count} cases)")
+    for kind, path in config.stash.get(_REPORT, {}).items():
+        terminalreporter.write_line(f"{kind}: {path}")

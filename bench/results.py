@@ -1,0 +1,48 @@
+"""Where a run's results go: ``results/<timestamp>/``, one JSON line per case as it finishes.
+
+pytest-benchmark writes its JSON only at the end of the session; the JSON-lines file is
+written (and fsynced) after every case so that an interrupted or crashed run keeps
+everything already measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+CASES_FILE = "cases.jsonl"
+BENCHMARK_JSON = "benchmark.json"
+
+
+def new_run_dir(results_dir: Path | str, now: float | None = None) -> Path:
+    """A fresh folder named by the UTC start time; a suffix keeps concurrent runs apart."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    base = Path(results_dir)
+    for attempt in range(1000):
+        run_dir = base / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a run folder under {base}")
+
+
+class RunWriter:
+    """Appends one result row per case to ``cases.jsonl``, durable before the next case runs."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir / CASES_FILE
+        self.count = 0
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        line = json.dumps(row, default=str, allow_nan=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.count += 1

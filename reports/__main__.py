@@ -1,0 +1,39 @@
+"""Command line: ``python -m reports RUN_DIR`` re-renders the report of a results folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .load import ResultsError
+from .render import write_report
+
+
+def latest_run(results_dir: Path) -> Path:
+    runs = sorted(p for p in results_dir.glob("*") if p.is_dir()) if results_dir.is_dir() else []
+    if not runs:
+        raise ResultsError(f"{results_dir}: no run folders; run `nox -s bench` first")
+    return runs[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__)
+    parser.add_argument("run", nargs="?", type=Path,
+                        help="a run folder such as results/20261122-120000 (default: the latest)")
+    parser.add_argument("--results-dir", type=Path, default=Path("results"),
+                        help="where to look for the latest run (default: results)")
+    args = parser.parse_args(argv)
+    try:
+        run_dir = args.run or latest_run(args.results_dir)
+        paths = write_report(run_dir)
+    except ResultsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

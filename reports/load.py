@@ -1,0 +1,106 @@
+"""Results files -> one tidy DataFrame: a row per case (per run), numbers in seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+CASE_COLUMNS = ["phase", "model", "optimizer", "device", "mode", "dtype", "batch_size"]
+# pytest-benchmark stats (seconds per iteration) -> our column names.
+STAT_COLUMNS = {
+    "median": "median_s", "mean": "mean_s", "min": "min_s", "max": "max_s",
+    "stddev": "stddev_s", "iqr": "iqr_s", "q1": "q1_s", "q3": "q3_s", "total": "total_s",
+    "rounds": "rounds", "iterations": "iterations", "ops": "ops",
+}
+EXTRA_COLUMNS = ["status", "error", "param_count", "first_call_s", "compile_time_s",
+                 "samples_per_s", "torch_version", "num_threads"]
+CASES_FILE = "cases.jsonl"
+BENCHMARK_JSON = "benchmark.json"
+
+
+class ResultsError(ValueError):
+    """A results file or folder that cannot be read; the message names it."""
+
+
+def load(*paths: str | Path) -> pd.DataFrame:
+    """Read run folders, pytest-benchmark JSON files or JSON-lines files into one DataFrame."""
+    if not paths:
+        raise ResultsError("no results path given")
+    frames = [_load_one(Path(p)) for p in paths]
+    df = pd.concat(frames, ignore_index=True)
+    if df.empty:
+        raise ResultsError(f"no results in {', '.join(map(str, paths))}")
+    return df
+
+
+def _load_one(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        # The JSON lines hold every finished case, also of an interrupted run.
+        for name in (CASES_FILE, BENCHMARK_JSON):
+            if (path / name).is_file():
+                return _load_one(path / name)
+        raise ResultsError(f"{path}: no {CASES_FILE} or {BENCHMARK_JSON} in this folder")
+    if not path.is_file():
+        raise ResultsError(f"{path}: no such file or folder")
+    entries = _read_jsonl(path) if path.suffix == ".jsonl" else _read_benchmark_json(path)
+    run = path.parent.name if path.name in (CASES_FILE, BENCHMARK_JSON) else path.stem
+    rows = [_row(entry, path, i) for i, entry in enumerate(entries)]
+    df = pd.DataFrame(rows, columns=_columns())
+    df["run"] = run
+    df["source"] = str(path)
+    # Latest row wins if a case was recorded twice in one file (a rerun appended to it).
+    return df.drop_duplicates(subset=["case_id"], keep="last").reset_index(drop=True)
+
+
+def _columns() -> list[str]:
+    return ["case_id", *CASE_COLUMNS, *STAT_COLUMNS.values(), *EXTRA_COLUMNS, "times_s"]
+
+
+def _read_benchmark_json(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise ResultsError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
+    return data["benchmarks"]
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    entries = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                break  # a last line cut short by a killed run: everything before it is intact
+            raise ResultsError(f"{path}:{number}: not valid JSON ({exc})") from None
+    return entries
+
+
+def _row(entry: Any, path: Path, index: int) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise ResultsError(f"{path}: benchmark #{index} is not an object")
+    extra = entry.get("extra_info") or {}
+    missing = [c for c in ("case_id", *CASE_COLUMNS) if c not in extra]
+    if missing:
+        name = entry.get("name", f"#{index}")
+        raise ResultsError(
+            f"{path}: benchmark {name} lacks the case fields {', '.join(missing)}"
+            " (not written by blitzbench?)"
+        )
+    row: dict[str, Any] = {c: extra.get(c) for c in ("case_id", *CASE_COLUMNS, *EXTRA_COLUMNS)}
+    stats = entry.get("stats") or {}
+    for key, column in STAT_COLUMNS.items():
+        value = stats.get(key)
+        row[column] = np.nan if value is None else value
+    row["times_s"] = list(stats.get("data") or [])
+    row["status"] = row["status"] or ("ok" if stats else "error")
+    return row

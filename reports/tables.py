@@ -1,0 +1,60 @@
+"""Tables from the tidy results DataFrame. Pure functions: DataFrame in, DataFrame out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .load import CASE_COLUMNS
+
+PHASE_COLUMNS = ["case_id", "model", "optimizer", "device", "mode", "dtype", "batch_size",
+                 "median_s", "iqr_s", "rounds", "iterations", "samples_per_s", "compile_time_s"]
+
+
+def ok(df: pd.DataFrame) -> pd.DataFrame:
+    """Measured cases only (skipped and failed cases carry no timing)."""
+    return df[df["status"] == "ok"]
+
+
+def phase_table(df: pd.DataFrame, phase: str) -> pd.DataFrame:
+    """The measured cases of one phase, in matrix order."""
+    rows = ok(df)
+    rows = rows[rows["phase"] == phase]
+    keys = ["model", "optimizer", "device", "mode", "dtype", "batch_size"]
+    return rows.sort_values(keys, na_position="first")[PHASE_COLUMNS].reset_index(drop=True)
+
+
+def _speedup(df: pd.DataFrame, axis: str, before: str, after: str) -> pd.DataFrame:
+    """Pivot median time on ``axis`` and add ``speedup = before / after`` where both exist."""
+    keys = [c for c in CASE_COLUMNS if c != axis]
+    rows = ok(df)
+    rows = rows[rows[axis].isin([before, after])]
+    empty = pd.DataFrame(columns=[*keys, f"{before}_s", f"{after}_s", "speedup"])
+    if rows.empty:
+        return empty
+    # "optimizer" is None for optimizer-free phases; pivot_table would drop those rows.
+    rows = rows.assign(optimizer=rows["optimizer"].fillna("-"))
+    wide = rows.pivot_table(index=keys, columns=axis, values="median_s", aggfunc="median")
+    if before not in wide or after not in wide:
+        return empty
+    wide = wide[[before, after]].dropna()
+    wide.columns = [f"{before}_s", f"{after}_s"]
+    wide["speedup"] = wide[f"{before}_s"] / wide[f"{after}_s"]
+    out = wide.reset_index()
+    out["optimizer"] = out["optimizer"].replace("-", np.nan)
+    return out
+
+
+def compile_speedup(df: pd.DataFrame) -> pd.DataFrame:
+    """eager -> compile: ``speedup`` > 1 means torch.compile is faster."""
+    return _speedup(df, "mode", "eager", "compile")
+
+
+def device_speedup(df: pd.DataFrame) -> pd.DataFrame:
+    """cpu -> cuda: ``speedup`` > 1 means the GPU is faster."""
+    return _speedup(df, "device", "cpu", "cuda")
+
+
+def not_measured(df: pd.DataFrame) -> pd.DataFrame:
+    """Skipped and failed cases with their reason."""
+    return df[df["status"] != "ok"][["case_id", "status", "error"]].reset_index(drop=True)
