@@ -50,6 +50,8 @@ def humanize(df: pd.DataFrame) -> pd.DataFrame:
             out[name] = [_fmt(v / scale if isinstance(v, (int, float)) else v) for v in values]
         elif column == "samples_per_s":
             out["samples/s"] = [_fmt(float(v)) if v is not None else "–" for v in values]
+        elif column == "iqr_pct":
+            out["IQR"] = [f"{v:.1f}%" if not _isnan(v) else "–" for v in values]
         elif column == "speedup":
             out["speedup"] = [f"{v:.2f}×" for v in values]
         else:
@@ -61,29 +63,37 @@ def _markdown_table(df: pd.DataFrame) -> str:
     return humanize(df).to_markdown(index=False)
 
 
+def _phase_view(table: pd.DataFrame) -> pd.DataFrame:
+    """What a reader needs per case; columns with nothing in them are left out."""
+    view = pd.DataFrame({
+        "case_id": table["case_id"],
+        "median_s": table["median_s"],
+        "iqr_pct": 100 * table["iqr_s"] / table["median_s"],
+        "rounds": table["rounds"],
+        "samples_per_s": table["samples_per_s"],
+        "compile_time_s": table["compile_time_s"],
+    })
+    return view.dropna(axis="columns", how="all")
+
+
 def markdown(df: pd.DataFrame, title: str = "blitzbench report") -> str:
     """The Markdown report: a summary line, a table per phase, speedups, unmeasured cases."""
     measured = tables.ok(df)
-    lines = [f"# {title}", ""]
     runs = ", ".join(sorted(df["run"].astype(str).unique()))
     torch_versions = ", ".join(sorted(measured["torch_version"].dropna().astype(str).unique())) or "–"
     threads = ", ".join(str(int(t)) for t in sorted(measured["num_threads"].dropna().unique())) or "–"
-    lines += [f"Run {runs}: {len(measured)} cases measured, {len(df) - len(measured)} not measured; "
-              f"torch {torch_versions}; CPU threads {threads}. Times are the median per call.", ""]
+    lines = [f"# {title}", "",
+             f"Run {runs}: {len(measured)} cases measured, {len(df) - len(measured)} not measured; "
+             f"torch {torch_versions}; CPU threads {threads}. Times are medians per call; "
+             "IQR is the interquartile range as a share of the median.", ""]
     for phase in PHASE_ORDER:
         table = tables.phase_table(df, phase)
-        if table.empty:
-            continue
-        table = table.drop(columns=[c for c in ("optimizer",) if table[c].isna().all()])
-        if table["compile_time_s"].isna().all():
-            table = table.drop(columns=["compile_time_s"])
-        if table["samples_per_s"].isna().all():
-            table = table.drop(columns=["samples_per_s"])
-        lines += [f"## {phase}", "", _markdown_table(table.drop(columns=["model", "mode", "device", "dtype", "batch_size"] + (["optimizer"] if "optimizer" in table else []))), ""]
-    for title_, table in (("eager → compile speedup", tables.compile_speedup(df)),
-                          ("CPU → CUDA speedup", tables.device_speedup(df))):
         if not table.empty:
-            lines += [f"## {title_}", "", _markdown_table(table), ""]
+            lines += [f"## {phase}", "", _markdown_table(_phase_view(table)), ""]
+    for heading, table in (("eager → compile speedup", tables.compile_speedup(df)),
+                           ("CPU → CUDA speedup", tables.device_speedup(df))):
+        if not table.empty:
+            lines += [f"## {heading}", "", _markdown_table(table), ""]
     missing = tables.not_measured(df)
     if not missing.empty:
         missing = missing.assign(error=missing["error"].fillna("").map(_first_line))

@@ -1,0 +1,76 @@
+"""Check the harness against ``torch.utils.benchmark``: same callable, same threads, one process.
+
+    python -m bench.check_accuracy                 # fashion_mlp forward + train_step, adam, CPU
+    python -m bench.check_accuracy --models lenet  # any selection option of the suite
+
+For every selected case the suite measures the step through pytest-benchmark as usual;
+then, in the same process, ``torch.utils.benchmark.Timer(...).blocked_autorange()`` times
+the very callable the suite timed. Exit 1 if a median differs by more than the tolerance.
+This is a check of the harness, not a test: timings depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+
+import pytest
+import torch
+import torch.utils.benchmark as tub
+
+DEFAULT_SELECTION = ["--models", "fashion_mlp", "--optimizers", "adam", "--phases", "forward,train_step",
+                     "--devices", "cpu", "--modes", "eager", "--batch-sizes", "64"]
+
+
+class CompareWithTorchTimer:
+    """pytest plugin: after each benchmark, time the runner's last step with torch's Timer."""
+
+    def __init__(self, min_run_time: float) -> None:
+        self.min_run_time = min_run_time
+        self.rows: list[tuple[str, float, float]] = []
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item):
+        yield
+        runner, benchmark = item.funcargs.get("runner"), item.funcargs.get("benchmark")
+        step = getattr(runner, "last_step", None)
+        if step is None or benchmark is None or benchmark.stats is None:
+            return
+        if step.setup is not None:
+            print(f"\n{step.case.id}: skipped, its rounds need a per-round setup that Timer lacks")
+            return
+        timer = tub.Timer(stmt="fn()", globals={"fn": step.fn}, num_threads=torch.get_num_threads(),
+                          label=step.case.id)
+        measurement = timer.blocked_autorange(min_run_time=self.min_run_time)
+        self.rows.append((step.case.id, benchmark.stats.stats.median, measurement.median))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.check_accuracy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tolerance", type=float, default=0.05, help="relative (default 0.05)")
+    parser.add_argument("--min-run-time", type=float, default=2.0, help="for blocked_autorange (s)")
+    args, selection = parser.parse_known_args(argv)
+    plugin = CompareWithTorchTimer(args.min_run_time)
+    with tempfile.TemporaryDirectory() as results:
+        code = pytest.main(["bench", "-q", "-p", "no:cacheprovider", "--results-dir", results,
+                            "--benchmark-max-time=2", *(selection or DEFAULT_SELECTION)],
+                           plugins=[plugin])
+    if code != 0 or not plugin.rows:
+        print("the benchmark run failed or measured nothing", file=sys.stderr)
+        return 2
+    print(f"\nthreads: {torch.get_num_threads()}, tolerance ±{args.tolerance:.0%}")
+    print(f"{'case':50} {'suite median':>14} {'torch Timer':>14} {'diff':>8}")
+    worst = 0.0
+    for case_id, suite, reference in plugin.rows:
+        diff = suite / reference - 1
+        worst = max(worst, abs(diff))
+        print(f"{case_id:50} {suite * 1e6:11.1f} µs {reference * 1e6:11.1f} µs {diff:+8.2%}")
+    ok = worst <= args.tolerance
+    print("PASS" if ok else "FAIL", f"(largest difference {worst:.2%})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""blitzbench sessions: ``nox -s bench`` measures, ``nox -s tests`` tests, ``nox -s report`` re-renders.
+
+Every session also runs with ``nox --no-venv`` in an environment that already has the
+dependencies (for example an offline GPU machine): nothing is installed then.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.needs_version = ">=2024.3.2"
+# uv when available (fast, and a reused environment is checked in a second), else virtualenv.
+nox.options.default_venv_backend = "uv|virtualenv"
+# torch is several GB: keep each session's environment between runs.
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
+
+
+def install(session: nox.Session) -> None:
+    """Install the project into the session's environment, unless there is none (--no-venv)."""
+    if session.venv_backend == "none":
+        return
+    session.install("-c", "constraints.txt", "-e", ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (posargs go to pytest)."""
+    install(session)
+    session.run("python", "-m", "pytest", "tests", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (default preset) and write results/<run>/report.md; posargs go to pytest."""
+    install(session)
+    session.run("python", "-m", "pytest", "bench", *session.posargs)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Re-render the report of a results folder (default: the latest run)."""
+    install(session)
+    session.run("python", "-m", "reports", *session.posargs)

@@ -1,0 +1,127 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reports import ResultsError, compile_speedup, device_speedup, load, phase_table
+from reports.render import humanize, markdown, time_unit
+from tests.conftest import ROOT
+
+
+def entry(phase="train_step", model="lenet", optimizer="sgd", device="cpu", mode="eager", median=0.002):
+    case = dict(phase=phase, model=model, optimizer=optimizer, device=device, mode=mode,
+                dtype="float32", batch_size=64)
+    params = "-".join(x for x in (model, optimizer, device, mode) if x) + "-b64"
+    case_id = f"{phase}[{params}]"
+    return {"name": case_id, "extra_info": dict(case, case_id=case_id, status="ok", torch_version="2.x",
+                                                num_threads=2),
+            "stats": {"median": median, "mean": median, "min": median * 0.9, "max": median * 1.2,
+                      "stddev": 0.0, "iqr": 0.0, "q1": median, "q3": median, "rounds": 3,
+                      "iterations": 1, "ops": 1 / median, "total": 3 * median,
+                      "data": [median] * 3}}
+
+
+def write_json(path, entries):
+    path.write_text(json.dumps({"benchmarks": entries}))
+    return path
+
+
+def test_load_malformed_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ResultsError, match=r"bad\.json: not valid JSON"):
+        load(bad)
+    other = write_json(tmp_path / "other.json", [{"name": "test_x", "stats": {}}])
+    with pytest.raises(ResultsError, match=r"other\.json: benchmark test_x lacks the case fields"):
+        load(other)
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(ResultsError, match=r"list\.json: not a pytest-benchmark JSON file"):
+        load(tmp_path / "list.json")
+    with pytest.raises(ResultsError, match=r"missing\.json: no such file"):
+        load(tmp_path / "missing.json")
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(ResultsError, match=r"empty_run: no cases\.jsonl or benchmark\.json"):
+        load(tmp_path / "empty_run")
+
+
+def test_load_tolerates_a_last_line_cut_short(tmp_path):
+    path = tmp_path / "cases.jsonl"
+    path.write_text(json.dumps(entry()) + "\n" + json.dumps(entry(model="lenet3x3"))[:40])
+    df = load(path)
+    assert list(df["case_id"]) == ["train_step[lenet-sgd-cpu-eager-b64]"]
+    path.write_text("{broken\n" + json.dumps(entry()) + "\n")
+    with pytest.raises(ResultsError, match=r"cases\.jsonl:1: not valid JSON"):
+        load(path)
+
+
+def test_load_several_files_keeps_the_run(tmp_path):
+    a = write_json(tmp_path / "a.json", [entry(median=0.002)])
+    b = write_json(tmp_path / "b.json", [entry(median=0.004)])
+    df = load(a, b)
+    assert list(df["run"]) == ["a", "b"] and list(df["median_s"]) == [0.002, 0.004]
+    assert df.loc[0, "times_s"] == [0.002] * 3
+
+
+def frame(tmp_path, entries):
+    return load(write_json(tmp_path / "r.json", entries))
+
+
+def test_compile_and_device_speedups(tmp_path):
+    df = frame(tmp_path, [entry(mode="eager", median=0.004), entry(mode="compile", median=0.002),
+                          entry(device="cuda", median=0.001), entry(phase="forward", optimizer=None),
+                          entry(phase="forward", optimizer=None, mode="compile", median=0.001)])
+    comp = compile_speedup(df).set_index("phase")
+    assert comp.loc["train_step", "speedup"] == pytest.approx(2.0)
+    assert comp.loc["forward", "speedup"] == pytest.approx(2.0)
+    assert pd.isna(comp.loc["forward", "optimizer"])
+    dev = device_speedup(df)
+    assert len(dev) == 1 and dev.iloc[0]["speedup"] == pytest.approx(4.0)
+    assert compile_speedup(df[df["mode"] == "eager"]).empty
+
+
+def test_phase_table_keeps_numbers(tmp_path):
+    df = frame(tmp_path, [entry(), entry(phase="forward", optimizer=None)])
+    table = phase_table(df, "train_step")
+    assert list(table["case_id"]) == ["train_step[lenet-sgd-cpu-eager-b64]"]
+    assert table["median_s"].dtype == np.float64
+
+
+def test_units_are_chosen_when_rendering():
+    assert time_unit([0.002, 0.003]) == ("ms", 1e-3)
+    assert time_unit([2e-7]) == ("ns", 1e-9)
+    assert time_unit([1.5]) == ("s", 1.0)
+    shown = humanize(pd.DataFrame({"median_s": [0.0025, 0.004]}))
+    assert list(shown.columns) == ["median (ms)"] and list(shown["median (ms)"]) == ["2.5", "4"]
+
+
+def test_markdown_lists_unmeasured_cases(tmp_path):
+    skipped = entry(device="cuda")
+    skipped["stats"] = None
+    skipped["extra_info"].update(status="skipped", error="CUDA is not available on this machine")
+    text = markdown(frame(tmp_path, [entry(), skipped]))
+    assert "train_step[lenet-sgd-cpu-eager-b64]" in text
+    assert "## Not measured" in text and "CUDA is not available" in text
+
+
+def run_reports(*args):
+    return subprocess.run([sys.executable, "-m", "reports", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+def test_reports_command_rerenders_a_run(smoke_run):
+    (smoke_run.run_dir / "report.md").unlink()
+    proc = run_reports(smoke_run.run_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "train_step[fashion_mlp-adam-cpu-eager-b64]" in (smoke_run.run_dir / "report.md").read_text()
+
+
+def test_reports_command_bad_folder_exits_2(tmp_path):
+    proc = run_reports(tmp_path / "nope")
+    assert proc.returncode == 2
+    assert "nope: no such file or folder" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_reports("--results-dir", tmp_path)
+    assert proc.returncode == 2 and "no run folders" in proc.stderr
