@@ -6,6 +6,8 @@ dependencies (for example an offline GPU machine): nothing is installed then.
 
 from __future__ import annotations
 
+import sys
+
 import nox
 
 nox.needs_version = ">=2024.3.2"
@@ -16,29 +18,34 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests"]
 
 
-def install(session: nox.Session) -> None:
-    """Install the project into the session's environment, unless there is none (--no-venv)."""
+def install(session: nox.Session) -> str:
+    """Install the project into the session's environment; return the Python to run.
+
+    With --no-venv nothing is installed and commands run on the interpreter that runs nox
+    (``python -m nox --no-venv ...``), not whatever ``python`` is first on PATH.
+    """
     if session.venv_backend == "none":
-        return
+        return sys.executable
     session.install("-c", "constraints.txt", "-e", ".")
+    return "python"
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (posargs go to pytest)."""
-    install(session)
-    session.run("python", "-m", "pytest", "tests", *session.posargs)
+    python = install(session)
+    session.run(python, "-m", "pytest", "tests", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (default preset) and write results/<run>/report.md; posargs go to pytest."""
-    install(session)
-    session.run("python", "-m", "pytest", "bench", *session.posargs)
+    python = install(session)
+    session.run(python, "-m", "pytest", "bench", *session.posargs)
 
 
 @nox.session
 def report(session: nox.Session) -> None:
     """Re-render the report of a results folder (default: the latest run)."""
-    install(session)
-    session.run("python", "-m", "reports", *session.posargs)
+    python = install(session)
+    session.run(python, "-m", "reports", *session.posargs)

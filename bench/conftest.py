@@ -157,6 +157,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if writer is None:
         return
     terminalreporter.write_sep("-", "blitzbench")
-    terminalreporter.write_line(f"results: {writer.run_dir} ({writer.count} cases)")
+    terminalreporter.write_line(
+        f"results: {writer.run_dir} ({writer.count} case{'' if writer.count == 1 else 's'})")
     for kind, path in config.stash.get(_REPORT, {}).items():
         terminalreporter.write_line(f"{kind}: {path}")
