@@ -18,7 +18,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests"]
 
 
-def install(session: nox.Session) -> str:
+def install(session: nox.Session, extras: str = "") -> str:
     """Install the project into the session's environment; return the Python to run.
 
     With --no-venv nothing is installed and commands run on the interpreter that runs nox
@@ -26,14 +26,14 @@ def install(session: nox.Session) -> str:
     """
     if session.venv_backend == "none":
         return sys.executable
-    session.install("-c", "constraints.txt", "-e", ".")
+    session.install("-c", "constraints.txt", "-e", f".{extras}")
     return "python"
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (posargs go to pytest)."""
-    python = install(session)
+    python = install(session, "[test]")
     session.run(python, "-m", "pytest", "tests", *session.posargs)
 
 
