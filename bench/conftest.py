@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from . import cases as matrix
+from . import profile_plugin
+from .profile_plugin import pytest_runtest_call  # noqa: F401  (the --profile pass, after timing)
 from .harness import Runner, cuda_available, synced_perf_counter
 from .results import BENCHMARK_JSON, RunWriter, new_run_dir
 
@@ -30,6 +32,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"case matrix to start from: {', '.join(matrix.PRESETS)} (default: default)")
     group.addoption("--results-dir", dest="bb_results_dir", default="results",
                     help="folder that receives one subfolder per run (default: results)")
+    profile_plugin.addoption(group)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -50,10 +53,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if not selected:
         raise pytest.UsageError("the selection contains no case")
     config.stash[_CASES] = selected
+    profile_plugin.configure(config)
     if config.option.collectonly or getattr(config.option, "benchmark_disable", False):
         return
     run_dir = new_run_dir(config.option.bb_results_dir)
     config.stash[_WRITER] = RunWriter(run_dir)
+    profile_plugin.start(config, run_dir)
     if getattr(config.option, "benchmark_json", None) is None:
         config.option.benchmark_json = run_dir / BENCHMARK_JSON
 

@@ -34,9 +34,9 @@ def new_run_dir(results_dir: Path | str, now: float | None = None) -> Path:
 class RunWriter:
     """Appends one result row per case to ``cases.jsonl``, durable before the next case runs."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, name: str = CASES_FILE) -> None:
         self.run_dir = run_dir
-        self.path = run_dir / CASES_FILE
+        self.path = run_dir / name
         self.count = 0
 
     def write(self, row: Mapping[str, Any]) -> None:

@@ -18,6 +18,8 @@ STAT_COLUMNS = {
 }
 EXTRA_COLUMNS = ["status", "error", "param_count", "first_call_s", "compile_time_s",
                  "samples_per_s", "torch_version", "num_threads"]
+# Written by the --profile pass (bench/profile_plugin.py); empty for cases not profiled.
+EXTRA_COLUMNS += ["trace_dir", "trace_bytes", "op_calls_per_step", "kernel_launches_per_step"]
 CASES_FILE = "cases.jsonl"
 BENCHMARK_JSON = "benchmark.json"
 

@@ -8,6 +8,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from . import profile as profiles
 from . import tables
 from .load import load
 
@@ -72,6 +73,7 @@ def _phase_view(table: pd.DataFrame) -> pd.DataFrame:
         "rounds": table["rounds"],
         "samples_per_s": table["samples_per_s"],
         "compile_time_s": table["compile_time_s"],
+        "trace": table["trace_dir"].map(_trace_link),
     })
     return view.dropna(axis="columns", how="all")
 
@@ -112,6 +114,47 @@ def write_report(run_dir: Path | str) -> dict[str, Path]:
     df = load(run_dir)
     md_path = run_dir / "report.md"
     csv_path = run_dir / "report.csv"
-    md_path.write_text(markdown(df, title=f"blitzbench report — {run_dir.name}"), encoding="utf-8")
+    profile = profiles.load_profile(run_dir)
+    text = markdown(df, title=f"blitzbench report — {run_dir.name}") + profiles_markdown(profile)
+    md_path.write_text(text, encoding="utf-8")
     df.drop(columns=["times_s"]).to_csv(csv_path, index=False)
-    return {"markdown": md_path, "csv": csv_path}
+    paths = {"markdown": md_path, "csv": csv_path}
+    if not profile.empty:
+        paths["profile csv"] = run_dir / profiles.PROFILE_CSV
+        profile.to_csv(paths["profile csv"], index=False)
+    return paths
+
+
+def _trace_link(trace_dir: object) -> str | None:
+    """A Markdown link to a trace folder, relative to the report (both live in the run folder)."""
+    return f"[trace]({trace_dir})" if isinstance(trace_dir, str) and trace_dir else None
+
+
+# Report column names for the profile tables; ``_s`` columns get their unit from humanize.
+_PROFILE_NAMES = {"name": "operator", "calls_per_step": "calls/step", "self_cpu_s": "self CPU_s",
+                  "self_device_s": "self device_s", "cpu_pct": "CPU %",
+                  "op_calls_per_step": "op calls/step",
+                  "kernel_launches_per_step": "kernel launches/step", "trace_dir": "trace"}
+
+
+def profiles_markdown(profile: pd.DataFrame, top: int = 5) -> str:
+    """The "Profiles" section: counts per step per case, then each case's top operators."""
+    if profile.empty:
+        return ""
+    summary = profiles.cases(profile)
+    summary = summary.assign(trace_dir=summary["trace_dir"].map(
+        lambda d: f"[{d}]({d})" if isinstance(d, str) else None))
+    summary = summary.dropna(axis="columns", how="all").rename(columns=_PROFILE_NAMES)
+    lines = ["", "## Profiles", "",
+             "Per step of the profiled steps, counting the timed part only (the untimed setup "
+             "of `backward` is in the trace, marked, but not counted). Times are self times; "
+             "open a trace with `nox -s tensorboard` or in Perfetto.", "",
+             humanize(summary).to_markdown(index=False), ""]
+    for case_id in summary["case_id"]:
+        lines += [f"### {case_id}", ""]
+        for by, what in (("self_cpu_s", "CPU"), ("self_device_s", "device")):
+            ops = profiles.top_ops(profile, case_id, by=by, n=top)
+            if not ops.empty:
+                lines += [f"Top operators by self {what} time:", "",
+                          _markdown_table(ops.rename(columns=_PROFILE_NAMES)), ""]
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ from .load import CASE_COLUMNS
 
 PHASE_COLUMNS = ["case_id", "model", "optimizer", "device", "mode", "dtype", "batch_size",
                  "median_s", "iqr_s", "rounds", "iterations", "samples_per_s", "compile_time_s"]
+PHASE_COLUMNS += ["trace_dir"]  # the case's profiler trace folder, when --profile made one
 
 
 def ok(df: pd.DataFrame) -> pd.DataFrame:

@@ -45,3 +45,18 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     run = run_bench(tmp_path_factory.mktemp("smoke"), "--preset", "smoke")
     assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr
     return run
+
+
+# A small case whose operators are known (aten::linear/addmm) and, by trace size, the
+# largest seed case (lenet3x3 train_step with adadelta: measured ~57 KB, lenet with
+# adadelta/adamw within 1% of it); backward shows that the untimed setup is left out.
+PROFILED = ["--models", "fashion_mlp,lenet3x3", "--phases", "backward,train_step",
+            "--optimizers", "adadelta", "--modes", "eager", "--profile"]
+
+
+@pytest.fixture(scope="session")
+def profile_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """One real run with --profile, shared by the profiling and TensorBoard tests."""
+    run = run_bench(tmp_path_factory.mktemp("profile"), *PROFILED)
+    assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr
+    return run

@@ -1,0 +1,201 @@
+"""The profiling pass: a case's step under ``torch.profiler``, after (never during) its timing.
+
+One pass per case: ``wait`` + ``warmup`` + ``active`` executions of the step under
+``torch.profiler.profile`` with a ``schedule``, the active ones written by
+``tensorboard_trace_handler`` as a gzipped Chrome trace into
+``<run>/traces/<case folder>/``. TensorBoard's profiler plugin and Perfetto open it.
+
+The events of the active steps are flattened into plain rows (name, kind, self times);
+``reports.profile`` turns them into the per-case tables. The untimed per-round setup
+(``backward`` builds its graph) is kept in the trace under ``SETUP_LABEL`` so the
+reader sees it, but left out of the rows, so the summary covers what the timing covers.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch.profiler import (ProfilerActivity, profile, record_function, schedule,
+                            supported_activities, tensorboard_trace_handler)
+
+from reports.traces import TRACE_SUFFIXES, TRACES_DIR
+
+from .harness import Step, synchronize
+
+# The issue's budget for one case's trace on disk; the default schedule stays far below it.
+TRACE_BUDGET_BYTES = 50 * 1024 * 1024
+SETUP_LABEL = "blitzbench::setup (untimed)"
+TIMED_LABEL = "blitzbench::timed"
+_STEP_LABEL = re.compile(r"^ProfilerStep#?\d*\*?$")
+# A dispatcher operator: ``aten::addmm``, ``prim::...``, ``torchvision::nms`` (one namespace).
+_OPERATOR = re.compile(r"^[A-Za-z_]\w*::[A-Za-z_]\w*(\.\w+)?$")
+# CPU-side launch calls of the CUDA runtime and driver APIs: one per kernel (or graph) launch.
+_LAUNCH = re.compile(r"^cu(da)?\w*Launch")
+_USER_SCOPE = 7  # torch's RecordScope::USER_SCOPE: record_function annotations
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """The profiler schedule (steps skipped, warmed up, recorded) and the stack option."""
+
+    wait: int = 1
+    warmup: int = 1
+    active: int = 3
+    with_stack: bool = False
+
+    def __post_init__(self) -> None:
+        if min(self.wait, self.warmup) < 0 or self.active < 1:
+            raise ValueError(f"invalid profiler schedule wait={self.wait}, warmup={self.warmup}, "
+                             f"active={self.active}; expected wait, warmup >= 0 and active >= 1")
+
+    @property
+    def steps(self) -> int:
+        return self.wait + self.warmup + self.active
+
+
+def parse_schedule(text: str) -> tuple[int, int, int]:
+    """``"1,1,3"`` -> (wait, warmup, active); a message naming the value otherwise."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[2]) < 1:
+        raise ValueError(f"invalid --profile-schedule {text!r}; expected WAIT,WARMUP,ACTIVE as "
+                         "non-negative integers with ACTIVE >= 1, e.g. 1,1,3")
+    wait, warmup, active = (int(p) for p in parts)
+    return wait, warmup, active
+
+
+def trace_folder_name(case_id: str) -> str:
+    """``train_step[lenet-sgd-cpu-eager-b64]`` -> ``train_step.lenet-sgd-cpu-eager-b64``.
+
+    Square brackets are glob patterns (``glob``, ``fnmatch``, TensorBoard's run filter), so
+    a folder named like the case id would not be found by the tools that look for traces.
+    """
+    return case_id.replace("[", ".").replace("]", "")
+
+
+@dataclass
+class Capture:
+    """What one profiling pass left: the trace file and the flattened events of its active steps."""
+
+    trace_file: Path
+    steps: int
+    events: list[dict[str, Any]]
+
+    @property
+    def trace_bytes(self) -> int:
+        return self.trace_file.stat().st_size
+
+
+def activities(device: str) -> list[ProfilerActivity]:
+    """CPU always; the device's activity only where this torch build and machine have it."""
+    acts = [ProfilerActivity.CPU]
+    if device == "cuda" and torch.cuda.is_available() and ProfilerActivity.CUDA in supported_activities():
+        acts.append(ProfilerActivity.CUDA)
+    return acts
+
+
+def capture(step: Step, trace_dir: Path, config: ProfileConfig = ProfileConfig()) -> Capture:
+    """Profile ``config.steps`` executions of ``step``; write the trace into ``trace_dir``."""
+    device = step.case.device
+    with profile(
+        activities=activities(device),
+        schedule=schedule(wait=config.wait, warmup=config.warmup, active=config.active, repeat=1),
+        on_trace_ready=tensorboard_trace_handler(str(trace_dir), use_gzip=True),
+        record_shapes=True,
+        profile_memory=True,
+        with_stack=config.with_stack,
+    ) as prof:
+        for _ in range(config.steps):
+            _run_once(step)
+            synchronize(device)  # the step's kernels end inside its profiler step
+            prof.step()
+    return Capture(trace_file=_trace_file(trace_dir), steps=config.active,
+                   events=flatten(prof.events()))
+
+
+def _run_once(step: Step) -> None:
+    if step.setup is None:
+        with record_function(TIMED_LABEL):
+            step.fn()
+        return
+    with record_function(SETUP_LABEL):
+        args, kwargs = step.setup()
+    with record_function(TIMED_LABEL):
+        step.fn(*args, **kwargs)
+
+
+def _trace_file(trace_dir: Path) -> Path:
+    found = sorted(p for p in trace_dir.glob("*") if p.name.endswith(TRACE_SUFFIXES))
+    if not found:
+        raise RuntimeError(f"the profiler wrote no trace into {trace_dir}")
+    return found[-1]
+
+
+def flatten(events: Iterable[Any]) -> list[dict[str, Any]]:
+    """The host-side events of the timed part as rows: name, kind, self CPU/device time (s).
+
+    Device-side events (kernels) are not rows of their own: their time is in the
+    ``self_device_s`` of the operator that launched them, and each launch is a ``launch`` row.
+    """
+    rows = []
+    for event in events:
+        if _is_device_event(event) or _is_structural(event) or _under_setup(event):
+            continue
+        rows.append({
+            "name": event.name,
+            "kind": classify(event),
+            "self_cpu_s": event.self_cpu_time_total * 1e-6,
+            "self_device_s": _self_device_us(event) * 1e-6,
+        })
+    return rows
+
+
+def classify(event: Any) -> str:
+    """``op`` (dispatcher operator), ``launch`` (kernel launch call), ``annotation`` or ``other``."""
+    if getattr(event, "is_user_annotation", False) or event.scope == _USER_SCOPE:
+        return "annotation"
+    if _LAUNCH.match(event.name):
+        return "launch"
+    if _OPERATOR.match(event.name):
+        return "op"
+    return "other"
+
+
+def _is_device_event(event: Any) -> bool:
+    return getattr(event, "device_type", None) not in (None, torch.autograd.DeviceType.CPU)
+
+
+def _is_structural(event: Any) -> bool:
+    """The profiler's step markers and our own labels: containers, not work."""
+    return bool(_STEP_LABEL.match(event.name)) or event.name in (SETUP_LABEL, TIMED_LABEL)
+
+
+def _under_setup(event: Any) -> bool:
+    node = event
+    while node is not None:
+        if node.name == SETUP_LABEL:
+            return True
+        node = node.cpu_parent
+    return False
+
+
+def _self_device_us(event: Any) -> float:
+    # torch >= 2.4 names it self_device_time_total; the older name stays as a fallback.
+    for name in ("self_device_time_total", "self_cuda_time_total"):
+        value = getattr(event, name, None)
+        if value is not None:
+            return float(value)
+    return 0.0
+
+
+def check_budget(capture_: Capture, case_id: str, budget: int = TRACE_BUDGET_BYTES) -> None:
+    """Warn (the case still counts) when a trace is larger than the budget."""
+    if capture_.trace_bytes > budget:
+        warnings.warn(
+            f"the trace of {case_id} is {capture_.trace_bytes / 2**20:.1f} MiB, over the "
+            f"{budget / 2**20:.0f} MiB budget; fewer active steps (--profile-schedule) or no "
+            "--profile-with-stack keep it smaller", stacklevel=2)
