@@ -1,4 +1,5 @@
-"""blitzbench sessions: ``nox -s bench`` measures, ``nox -s tests`` tests, ``nox -s report`` re-renders.
+"""blitzbench sessions: ``nox -s bench`` measures, ``nox -s tests`` tests, ``nox -s report`` re-renders,
+``nox -s profile`` records profiler traces, ``nox -s tensorboard`` serves them.
 
 Every session also runs with ``nox --no-venv`` in an environment that already has the
 dependencies (for example an offline GPU machine): nothing is installed then.
@@ -33,7 +34,7 @@ def install(session: nox.Session, extras: str = "") -> str:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (posargs go to pytest)."""
-    python = install(session, "[test]")
+    python = install(session, "[test,profile]")
     session.run(python, "-m", "pytest", "tests", *session.posargs)
 
 
@@ -49,3 +50,19 @@ def report(session: nox.Session) -> None:
     """Re-render the report of a results folder (default: the latest run)."""
     python = install(session)
     session.run(python, "-m", "reports", *session.posargs)
+
+
+@nox.session
+def profile(session: nox.Session) -> None:
+    """Time, then profile the selected cases (options as for bench): traces and a summary per case."""
+    python = install(session)
+    # Short timing: this session is for the traces (nox -s bench -- --profile for full timing).
+    session.run(python, "-m", "pytest", "bench", "--profile", "--benchmark-max-time=0.2",
+                *session.posargs)
+
+
+@nox.session
+def tensorboard(session: nox.Session) -> None:
+    """Serve results/ (or the folder given) with TensorBoard's profiler plugin on 127.0.0.1."""
+    python = install(session, "[profile]")
+    session.run(python, "-m", "reports.tensorboard", *session.posargs)
