@@ -61,12 +61,15 @@ def start(config: pytest.Config, run_dir: Path) -> None:
         config.stash[_STATE] = ProfileState(profile_config, run_dir, RunWriter(run_dir, PROFILE_FILE))
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    outcome = yield  # the benchmark: timing ends here, before the profiler starts
+    # The benchmark runs inside this yield (a failed one raises here, and is not profiled):
+    # its timing has ended before the profiler starts.
+    result = yield
     state = item.config.stash.get(_STATE, None)
-    if state is not None and outcome.excinfo is None:
+    if state is not None:
         profile_item(item, state)  # an error here fails the case with its message
+    return result
 
 
 def profile_item(item: pytest.Item, state: ProfileState) -> None:

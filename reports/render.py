@@ -145,10 +145,11 @@ def profiles_markdown(profile: pd.DataFrame, top: int = 5) -> str:
     summary = summary.assign(trace_dir=summary["trace_dir"].map(
         lambda d: f"[{d}]({d})" if isinstance(d, str) else None))
     summary = summary.dropna(axis="columns", how="all").rename(columns=_PROFILE_NAMES)
+    steps = ", ".join(str(int(n)) for n in sorted(profile["steps"].dropna().unique()))
     lines = ["", "## Profiles", "",
-             "Per step of the profiled steps, counting the timed part only (the untimed setup "
-             "of `backward` is in the trace, marked, but not counted). Times are self times; "
-             "open a trace with `nox -s tensorboard` or in Perfetto.", "",
+             f"Per step, averaged over the {steps} profiled steps of each case, counting the timed "
+             "part only (the untimed setup of `backward` is in the trace, marked, but not counted). "
+             "Times are self times. Open a trace with `nox -s tensorboard` or in Perfetto.", "",
              humanize(summary).to_markdown(index=False), ""]
     for case_id in summary["case_id"]:
         lines += [f"### {case_id}", ""]

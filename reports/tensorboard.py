@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import socket
 import sys
 import time
@@ -91,8 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     print(f"TensorBoard serves {len(traces)} trace{'s' if len(traces) != 1 else ''} from {args.folder}")
     print(f"open {url}#{PLUGIN_NAME}  (Ctrl-C stops the server)")
-    print("the plugin's charts load Google Charts from www.gstatic.com; offline, open the "
-          ".pt.trace.json.gz files in Perfetto (ui.perfetto.dev) instead", flush=True)
+    # The plugin's page waits for Google Charts from the internet before it draws anything.
+    print("note: the profiler pages load Google Charts from www.gstatic.com and stay empty "
+          "without internet access; the .pt.trace.json.gz files also open in Perfetto "
+          "(ui.perfetto.dev)", flush=True)
+    # Ctrl-C (SIGINT) or a service manager's SIGTERM: stop quietly, with success.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         while True:
             time.sleep(3600)

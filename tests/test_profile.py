@@ -8,8 +8,10 @@ import torch
 
 from bench.cases import Case
 from bench.harness import build_step
-from bench.profiling import (SETUP_LABEL, TIMED_LABEL, TRACE_BUDGET_BYTES, ProfileConfig, capture,
-                             parse_schedule, trace_folder_name)
+from torch.profiler import ProfilerActivity
+
+from bench.profiling import (SETUP_LABEL, TIMED_LABEL, TRACE_BUDGET_BYTES, ProfileConfig, activities,
+                             capture, check_budget, parse_schedule, trace_folder_name)
 from reports import load
 from reports.profile import PROFILE_CSV, aggregate, load_profile, step_counts, top_ops
 from reports.traces import TraceError, check_traces, find_traces, op_names, read_trace
@@ -115,6 +117,31 @@ def test_capture_records_only_the_active_steps_and_leaves_the_profiler_off(tmp_p
     steps = [e for e in read_trace(result.trace_file)["traceEvents"]
              if str(e.get("name", "")).startswith("ProfilerStep#")]
     assert len(steps) == 2
+
+
+def test_a_trace_over_budget_is_reported(tmp_path):
+    result = capture(small_step(), tmp_path / "t", ProfileConfig(active=1))
+    with pytest.warns(UserWarning, match=r"the trace of forward\[x\] is .* over the 0 MiB budget"):
+        check_budget(result, "forward[x]", budget=result.trace_bytes - 1)
+
+
+def test_cuda_activity_only_where_cuda_runs():
+    assert activities("cpu") == [ProfilerActivity.CPU]
+    assert (ProfilerActivity.CUDA in activities("cuda")) == torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_case_counts_kernel_launches_and_device_time(tmp_path):
+    case_id = "train_step[fashion_mlp-adam-cuda-eager-b64]"
+    run = run_bench(tmp_path, "--models", "fashion_mlp", "--phases", "train_step", "--optimizers",
+                    "adam", "--devices", "cuda", "--profile")
+    assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr
+    row = load(run.run_dir).set_index("case_id").loc[case_id]
+    assert row["kernel_launches_per_step"] > 0
+    profile = load_profile(run.run_dir)
+    assert (profile.loc[profile["kind"] == "op", "self_device_s"] > 0).any()
+    assert any(e.get("cat") == "kernel" for e in trace_of(run.run_dir, case_id)["traceEvents"])
+    assert "Top operators by self device time" in (run.run_dir / "report.md").read_text()
 
 
 def test_with_stack_adds_python_frames_to_the_trace(tmp_path):

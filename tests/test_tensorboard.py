@@ -85,7 +85,8 @@ def server(profile_run):
         wait_for_run(srv)
         yield srv
     finally:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C does; the viewer exits cleanly on it
+        # SIGTERM, as a service manager stops it (SIGINT may be ignored in a background job).
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
