@@ -10,13 +10,12 @@ per case and operator), which ``render`` writes to ``profile.csv`` and summarize
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from .load import ResultsError
+from .load import _read_jsonl
 
 PROFILE_FILE = "profile.jsonl"
 PROFILE_CSV = "profile.csv"
@@ -69,13 +68,8 @@ def load_profile(run_dir: Path | str) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame(columns=columns)
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ResultsError(f"{path}:{number}: not valid JSON ({exc})") from None
+    # Read like cases.jsonl: a last line cut short by a killed run is dropped, not fatal.
+    for entry in _read_jsonl(path):
         case = {k: entry.get(k) for k in columns if k not in OP_COLUMNS}
         rows += [{**case, **op} for op in entry.get("ops", [])] or [case]
     return pd.DataFrame(rows, columns=columns)

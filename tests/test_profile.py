@@ -208,3 +208,9 @@ def test_trace_checks_name_the_bad_file_or_folder(tmp_path):
     (case_dir / "w.3.pt.trace.json").write_text('{"events": []}')
     with pytest.raises(TraceError, match="no 'traceEvents' list"):
         check_traces(tmp_path)
+
+
+def test_profile_summary_of_an_interrupted_run_keeps_its_finished_cases(profile_run, tmp_path):
+    lines = (profile_run.run_dir / "profile.jsonl").read_text().splitlines()
+    (tmp_path / "profile.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:100])
+    assert load_profile(tmp_path)["case_id"].nunique() == 2
