@@ -21,7 +21,7 @@ class CompileSnapshot:
     def since(self, earlier: "CompileSnapshot") -> "CompileDelta":
         reasons = []
         for code, failures in self.guard_failures.items():
-            reasons += [str(f) for f in failures[len(earlier.guard_failures.get(code, ())):]]
+            reasons += [_guard(f) for f in failures[len(earlier.guard_failures.get(code, ())):]]
         return CompileDelta(
             frames=self.frames - earlier.frames,
             graphs=self.graphs - earlier.graphs,
@@ -40,6 +40,11 @@ class CompileDelta:
     @property
     def break_reasons(self) -> list[str]:
         return [_first_line(reason) for reason in self.breaks]
+
+
+def _guard(failure: object) -> str:
+    """'2/3: self.calls == 3   # source comment (HINT ...)' -> '2/3: self.calls == 3'."""
+    return " ".join(_first_line(str(failure)).split("  #")[0].split())
 
 
 def _first_line(text: str) -> str:

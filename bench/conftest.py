@@ -16,7 +16,7 @@ import pytest
 
 from . import cases as matrix
 from . import environment, isolate
-from .faults import classify
+from .faults import CaseFailure, classify
 from .flops import cpu_peak
 from .harness import Runner, cuda_available, synced_perf_counter
 from .results import BENCHMARK_JSON, RunWriter, new_run_dir
@@ -183,7 +183,10 @@ def _row(item: pytest.Item, case: matrix.Case, report: pytest.TestReport, call: 
     if report.skipped and isinstance(report.longrepr, tuple):
         status, message = "skipped", report.longrepr[2].removeprefix("Skipped: ")
     elif call.excinfo is not None:
-        status, message = classify(call.excinfo.value), call.excinfo.exconly()
+        exc = call.excinfo.value
+        # Our own failures say everything in their message; others keep their type name.
+        message = str(exc) if isinstance(exc, CaseFailure) else call.excinfo.exconly()
+        status = classify(exc)
     else:
         status, message = "error", str(report.longrepr)
     return {

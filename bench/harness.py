@@ -214,7 +214,7 @@ def measure(benchmark: Any, case: Case, *, max_time: float, min_rounds: int,
         load_avg_1m=os.getloadavg()[0],
         compile_backend=compile_backend if case.mode == "compile" else None,
     )
-    info.update(summarize(stats.data))
+    info.update(summarize(stats.data, iqr=stats.iqr))
     if case.mode == "compile":
         info.update(compile_figures(after_first.since(before), compile_watch.snapshot().since(after_first)))
     if timed.frames:

@@ -153,6 +153,21 @@ def _env_value(key: str, value: Any) -> str:
     return _fmt(value)
 
 
+BUSY_LOAD_PER_CORE = 0.5
+
+
+def busy_machine_warnings(environments: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A warning per run that started on a busy machine: competing processes stall torch's threads."""
+    lines = []
+    for run, env in environments.items():
+        load, cores = env.get("load_avg_1m"), env.get("cpu_count")
+        if _is_number(load) and _is_number(cores) and load > BUSY_LOAD_PER_CORE * cores:
+            lines += [f"> **Warning:** run {run} started with a load average of {load:.2f} on {cores} "
+                      "cores; other processes compete with torch's threads and can inflate times "
+                      "many-fold. Each case's `load_avg_1m` is in the CSV.", ""]
+    return lines
+
+
 def compile_section(df: pd.DataFrame) -> str:
     compiled = df[(df["mode"] == "compile") & df["status"].isin(["ok", "invalid"])]
     if compiled.empty or "graph_count" not in compiled:
@@ -182,6 +197,7 @@ def markdown(df: pd.DataFrame, title: str = "blitzbench report") -> str:
              f"invalid, {noisy} noisy. Times are medians per call with the 95% confidence interval "
              "of the median; IQR is the interquartile range as a share of the median; held is what a "
              "step keeps between steps, peak the most live tensor memory during one.", ""]
+    lines += busy_machine_warnings(df.attrs.get("environments", {}))
     env = environment_table(df.attrs.get("environments", {}))
     if env:
         lines += ["## Environment", "", env, ""]

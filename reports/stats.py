@@ -25,14 +25,20 @@ def median_ci(times: Sequence[float], confidence: float = 0.95) -> tuple[float, 
     return low, high
 
 
-def summarize(times: Sequence[float], iqr_threshold: float = NOISY_IQR_REL,
+def summarize(times: Sequence[float], iqr: float | None = None, iqr_threshold: float = NOISY_IQR_REL,
               ci_threshold: float = NOISY_CI_REL) -> dict[str, float | bool]:
-    """Per-case figures kept beside pytest-benchmark's own statistics."""
+    """Per-case figures kept beside pytest-benchmark's own statistics.
+
+    ``iqr``: pass pytest-benchmark's own interquartile range so both agree; without it the
+    quartiles are numpy's.
+    """
     x = np.asarray(times, dtype=float)
     median = float(np.median(x))
-    q1, q3 = np.percentile(x, [25, 75])
+    if iqr is None:
+        q1, q3 = np.percentile(x, [25, 75])
+        iqr = float(q3 - q1)
     low, high = median_ci(x)
-    iqr_rel = float((q3 - q1) / median) if median else math.nan
+    iqr_rel = float(iqr / median) if median else math.nan
     ci_rel = float((high - low) / median) if median else math.nan
     return dict(median_ci_low_s=low, median_ci_high_s=high, iqr_rel=iqr_rel, ci_rel_width=ci_rel,
                 noisy=bool(iqr_rel > iqr_threshold or ci_rel > ci_threshold))

@@ -64,9 +64,13 @@ def not_measured(df: pd.DataFrame) -> pd.DataFrame:
     rows = df[df["status"] != "ok"]
     reason = rows["error"].where(rows["error"].notna(), rows.get("invalid_reason"))
     return pd.DataFrame({"case_id": rows["case_id"], "status": rows["status"],
-                         "reason": reason.fillna("").map(_last_line)}).reset_index(drop=True)
+                         "reason": reason.fillna("").map(summary_line)}).reset_index(drop=True)
 
 
-def _last_line(text: object) -> str:
-    lines = [line for line in str(text).strip().splitlines() if line.strip()]
-    return lines[-1][:200] if lines else ""
+def summary_line(text: object, limit: int = 200) -> str:
+    """The headline of a message: its first line, and the next when the first ends in ':'."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    head = lines[0] + (" " + lines[1] if lines[0].endswith(":") and len(lines) > 1 else "")
+    return head[:limit]
