@@ -43,8 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="measure each case in a fresh Python process (cold compile, no shared state)")
     group.addoption("--compile-backend", dest="bb_compile_backend", default="inductor",
                     help="torch.compile backend for compile-mode cases (default: inductor)")
-    # Internal: a child of --isolate writes into its parent's run folder.
-    group.addoption("--bb-run-dir", dest="bb_run_dir", default=None, help="(internal)")
+    group.addoption("--run-dir", dest="bb_run_dir", default=None,
+                    help="write into this run folder instead of a new timestamped one under --results-dir")
+    # Internal: a child of --isolate writes into its parent's run folder and renders nothing.
     group.addoption("--bb-child", dest="bb_child", action="store_true", help="(internal)")
 
 
@@ -70,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if config.option.bb_run_dir:
         run_dir = Path(config.option.bb_run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
     else:
         run_dir = new_run_dir(config.option.bb_results_dir)
     config.stash[_WRITER] = RunWriter(run_dir)

@@ -34,7 +34,7 @@ def child_args(config: pytest.Config, case: Case, run_dir: Path) -> list[str]:
     for axis, value in pinned.items():
         args += [f"--{axis.replace('_', '-')}", value]  # later options win over the parent's
     child_json = run_dir / CHILD_DIR / f"{abs(hash(case.id)):x}.json"
-    return [*args, "--bb-run-dir", str(run_dir), "--bb-child", "--benchmark-json", str(child_json),
+    return [*args, "--run-dir", str(run_dir), "--bb-child", "--benchmark-json", str(child_json),
             "-p", "no:cacheprovider"]
 
 

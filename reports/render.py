@@ -58,7 +58,10 @@ def _fmt(value: object, digits: int = 3) -> str:
     if value is None or _isnan(value):
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+        # 3 significant digits without scientific notation: 0.193, 19.3, 193, 1,934.
+        if abs(value) >= 10 ** (digits - 1):
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}"
     return str(value)
 
 
