@@ -7,7 +7,6 @@ The planted model keeps its name, so its cases keep their ids and line up with t
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -17,8 +16,9 @@ import models
 
 
 class DoesMoreWork(nn.Module):
-    """Runs the model again on ``fraction`` of the batch rows, so forward and backward do
-    that much more work; the extra output is multiplied by zero, leaving results unchanged."""
+    """Runs the model on the batch plus ``fraction`` more of its rows, in the same call, so
+    forward and backward do that much more work; only the batch's own rows are returned.
+    (A second, small call would add its fixed per-call overhead, far more than the fraction.)"""
 
     def __init__(self, inner: nn.Module, fraction: float) -> None:
         super().__init__()
@@ -26,9 +26,9 @@ class DoesMoreWork(nn.Module):
         self.fraction = fraction
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.inner(x)
-        rows = max(1, math.ceil(self.fraction * x.shape[0]))
-        return out + 0.0 * self.inner(x[:rows]).sum()
+        batch = x.shape[0]
+        rows = max(1, round(self.fraction * batch))
+        return self.inner(torch.cat([x, x[:rows]]))[:batch]
 
 
 def _plant(spec: str) -> None:
