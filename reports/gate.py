@@ -72,13 +72,14 @@ def ratio_interval(base: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     return c_low / b_high, c_high / b_low
 
 
-def _p_values(base: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
-    """One-sided Mann-Whitney p-values: (current slower, current faster)."""
+def _p_values(base: np.ndarray, cur: np.ndarray, ratio: float) -> tuple[float, float]:
+    """One-sided Mann-Whitney p-values (current slower, current faster), tested only in the
+    direction of the observed change: the other cannot pass the threshold, so its p is 1."""
     if len(base) < 2 or len(cur) < 2:
         return 1.0, 1.0
-    slower = sps.mannwhitneyu(cur, base, alternative="greater", method="asymptotic").pvalue
-    faster = sps.mannwhitneyu(cur, base, alternative="less", method="asymptotic").pvalue
-    return float(slower), float(faster)
+    direction = "greater" if ratio >= 1 else "less"
+    p = float(sps.mannwhitneyu(cur, base, alternative=direction, method="asymptotic").pvalue)
+    return (p, 1.0) if ratio >= 1 else (1.0, p)
 
 
 def pool_runs(df: pd.DataFrame) -> pd.DataFrame:
@@ -113,7 +114,7 @@ def compare_timing(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
         cur = np.asarray(row["times_s_cur"], dtype=float)
         med_b, med_c = float(np.median(base)), float(np.median(cur))
         low, high = ratio_interval(base, cur)
-        p_slower, p_faster = _p_values(base, cur)
+        p_slower, p_faster = _p_values(base, cur, med_c / med_b)
         threshold = config.threshold_for(row["case_id"])
         rows.append(dict(
             case_id=row["case_id"], baseline_s=med_b, current_s=med_c, ratio=med_c / med_b,

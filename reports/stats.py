@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -12,17 +13,24 @@ NOISY_IQR_REL = 0.10  # interquartile range above 10% of the median
 NOISY_CI_REL = 0.05  # 95% CI of the median wider than 5% of it
 
 
+@functools.lru_cache(maxsize=4096)
+def _median_ranks(n: int, confidence: float) -> tuple[int, int]:
+    """0-based ranks (j, k) with P(x_(j) <= median <= x_(k)) >= confidence, from Binomial(n, 1/2)."""
+    alpha = 1 - confidence
+    j = int(sps.binom.ppf(alpha / 2, n, 0.5))  # smallest j with P(B <= j) >= alpha/2
+    if sps.binom.cdf(j, n, 0.5) > alpha / 2:
+        j -= 1  # keep the tail below the median at most alpha/2
+    j = max(j, 0)
+    return j, n - 1 - j
+
+
 def median_ci(times: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Distribution-free CI of the median from order statistics (binomial, via scipy)."""
+    """Distribution-free CI of the median from order statistics (binomial ranks, via scipy)."""
     x = np.sort(np.asarray(times, dtype=float))
     if len(x) == 0:
         return math.nan, math.nan
-    if len(x) < 6:  # too few rounds for a 95% order-statistic interval: the full range
-        return float(x[0]), float(x[-1])
-    ci = sps.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(confidence)
-    low = float(ci.low) if np.isfinite(ci.low) else float(x[0])
-    high = float(ci.high) if np.isfinite(ci.high) else float(x[-1])
-    return low, high
+    j, k = _median_ranks(len(x), confidence)
+    return float(x[j]), float(x[k])
 
 
 def summarize(times: Sequence[float], iqr: float | None = None, iqr_threshold: float = NOISY_IQR_REL,

@@ -35,7 +35,7 @@ def baseline(tmp_path_factory):
 
 
 def test_a_a_smoke_runs_pass(smoke_run, tmp_path):
-    again = run_bench(tmp_path, "--preset", "smoke")  # same settings as smoke_run
+    again = run_bench(tmp_path / "again", "--preset", "smoke")  # same settings as smoke_run
     assert again.proc.returncode == 0
     proc = run_gate(smoke_run.run_dir, again.run_dir, "--output", tmp_path / "gate")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -43,6 +43,21 @@ def test_a_a_smoke_runs_pass(smoke_run, tmp_path):
     assert verdict["passed"] and verdict["counts"]["compared"] == 8
     assert verdict["counts"]["regressions"] == 0 and verdict["counts"]["deterministic_changes"] == 0
     assert "gate: ✅ pass" in proc.stdout
+
+    # Calibrate noise floors from this A/A pair; the gate then never uses a smaller threshold.
+    floors_file = tmp_path / "noise_floor.json"
+    calib = subprocess.run([sys.executable, "-m", "reports", "calibrate", smoke_run.run_dir, again.run_dir,
+                            "--output", floors_file], cwd=ROOT, capture_output=True, text=True)
+    assert calib.returncode == 0, calib.stderr
+    floors = json.loads(floors_file.read_text())["noise_floor"]
+    assert len(floors) == 8 and all(f >= 0 for f in floors.values())
+    proc = run_gate(smoke_run.run_dir, again.run_dir, "--noise-floor", floors_file, "--threshold", "0",
+                    "--output", tmp_path / "gate2")
+    timing = json.loads((tmp_path / "gate2" / "gate.json").read_text())["timing"]
+    assert all(row["threshold"] == pytest.approx(floors[row["case_id"]]) for row in timing)
+    assert proc.returncode == 0  # every A/A change sits inside its own calibrated floor
+    missing = run_gate(smoke_run.run_dir, again.run_dir, "--noise-floor", tmp_path / "nope.json")
+    assert missing.returncode == 2 and "no such noise-floor file" in missing.stderr
 
 
 def test_planted_slowdown_is_flagged_for_exactly_its_cases(baseline, tmp_path):

@@ -175,3 +175,12 @@ def test_loading_runs_from_different_environments_warns(smoke_run, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load(smoke_run.run_dir)
+
+
+@pytest.mark.parametrize("n", [6, 7, 10, 31, 500])
+def test_median_ci_matches_scipy_quantile_test(n):
+    from scipy import stats as sps
+
+    x = np.random.default_rng(n).lognormal(size=n)
+    reference = sps.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(0.95)
+    assert median_ci(x) == (reference.low, reference.high)
