@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if not selected:
         raise pytest.UsageError("the selection contains no case")
     config.stash[_CASES] = selected
+    if config.option.bb_isolate:
+        # The parent delegates every measurement to a child: its own fixtures stay unused.
+        config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used")
+        # Emitted at session end, outside pytest's warning capture; benchmark.json is merged then.
+        warnings.filterwarnings("ignore", message="Not saving anything")
     profile_plugin.configure(config)
     if config.option.collectonly or getattr(config.option, "benchmark_disable", False):
         return

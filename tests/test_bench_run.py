@@ -75,9 +75,12 @@ def test_cuda_cases_skip_cleanly_without_a_gpu(tmp_path):
 
 def test_interrupted_run_keeps_its_finished_cases(tmp_path):
     # Many cases, so the run is still going when we press Ctrl-C after the second one.
+    # A shell's background job inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the child the default disposition, as a terminal would.
     proc = subprocess.Popen(bench_cmd(tmp_path, "--preset", "default", "--modes", "eager"),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     lines_file = None
     while time.monotonic() < deadline:
