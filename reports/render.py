@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 from typing import Iterable
 
@@ -10,21 +11,61 @@ import pandas as pd
 
 from . import tables
 from .load import load
+from .tables import PHASE_ORDER
 
 TIME_UNITS = [("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)]
-PHASE_ORDER = ["forward", "backward", "optimizer_step", "train_step"]
+BYTE_UNITS = [("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10), ("B", 1.0)]
+FLOPS_UNITS = [("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6), ("FLOP/s", 1.0)]
 
 
 def time_unit(seconds: Iterable[float]) -> tuple[str, float]:
     """One unit for a whole column, picked from its median, so values compare at a glance."""
-    values = [abs(v) for v in seconds if v is not None and not _isnan(v) and v != 0]
+    return pick_unit(seconds, TIME_UNITS)
+
+
+def pick_unit(values: Iterable[float], units: list[tuple[str, float]]) -> tuple[str, float]:
+    """The largest of ``units`` (largest first) that the median of ``values`` reaches."""
+    values = [abs(v) for v in values if v is not None and not _isnan(v) and v != 0]
     if not values:
-        return "s", 1.0
+        return units[0]
     typical = sorted(values)[len(values) // 2]
-    for unit, scale in TIME_UNITS:
+    for unit, scale in units:
         if typical >= scale:
             return unit, scale
-    return TIME_UNITS[-1]
+    return units[-1]
+
+
+def scaled(values: Iterable[float], units: list[tuple[str, float]]) -> tuple[str, list[str]]:
+    """A column of numbers as strings in one unit (picked by ``pick_unit``): ``(unit, strings)``."""
+    values = list(values)
+    unit, scale = pick_unit(values, units)
+    return unit, [_fmt(float(v) / scale) if isinstance(v, numbers.Real) else _fmt(v) for v in values]
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def signed_percent(value: float) -> str:
+    if value is None or _isnan(value):
+        return "–"
+    return "0.0%" if abs(value) < 0.0005 else f"{value:+.1%}"  # never "-0.0%"
+
+
+def time_with_ci(median_s: Iterable[float], low_s: Iterable[float],
+                 high_s: Iterable[float]) -> tuple[str, list[str], list[str]]:
+    """Medians and their ``low – high`` intervals as strings in the medians' unit."""
+    median_s = list(median_s)
+    unit, scale = time_unit(median_s)
+    _, medians = scaled(median_s, [(unit, scale)])
+    _, lows = scaled(low_s, [(unit, scale)])
+    _, highs = scaled(high_s, [(unit, scale)])
+    return unit, medians, [f"{lo} – {hi}" for lo, hi in zip(lows, highs)]
+
+
+def speedup_label(value: float) -> str:
+    """A speedup short enough for a heatmap cell: ``1.51×``, ``12×``."""
+    return f"{value:.0f}×" if value >= 9.95 else f"{value:.2f}×"
 
 
 def _isnan(value: object) -> bool:
@@ -35,7 +76,8 @@ def _fmt(value: object, digits: int = 3) -> str:
     if value is None or _isnan(value):
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+        # Below 100, significant digits; above, whole numbers (never 2e+03).
+        return f"{value:.{digits}g}" if abs(value) < 100 else f"{value:,.0f}"
     return str(value)
 
 
@@ -107,11 +149,13 @@ def _first_line(text: str) -> str:
 
 
 def write_report(run_dir: Path | str) -> dict[str, Path]:
-    """Load a run folder and write ``report.md`` and ``report.csv`` into it."""
+    """Load a run folder and write ``report.md``, ``report.csv`` and ``report.html`` into it."""
     run_dir = Path(run_dir)
     df = load(run_dir)
     md_path = run_dir / "report.md"
     csv_path = run_dir / "report.csv"
     md_path.write_text(markdown(df, title=f"blitzbench report — {run_dir.name}"), encoding="utf-8")
     df.drop(columns=["times_s"]).to_csv(csv_path, index=False)
-    return {"markdown": md_path, "csv": csv_path}
+    from .html import write_html  # html builds on this module
+
+    return {"markdown": md_path, "csv": csv_path, "html": write_html(run_dir, df)}

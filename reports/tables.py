@@ -7,6 +7,7 @@ import pandas as pd
 
 from .load import CASE_COLUMNS
 
+PHASE_ORDER = ["forward", "backward", "optimizer_step", "train_step"]
 PHASE_COLUMNS = ["case_id", "model", "optimizer", "device", "mode", "dtype", "batch_size",
                  "median_s", "iqr_s", "rounds", "iterations", "samples_per_s", "compile_time_s"]
 
@@ -58,3 +59,13 @@ def device_speedup(df: pd.DataFrame) -> pd.DataFrame:
 def not_measured(df: pd.DataFrame) -> pd.DataFrame:
     """Skipped and failed cases with their reason."""
     return df[df["status"] != "ok"][["case_id", "status", "error"]].reset_index(drop=True)
+
+
+def matrix_order(df: pd.DataFrame, first: list[str] | None = None) -> pd.DataFrame:
+    """Rows in the order the suite runs them (phase, model, optimizer, device, mode, …),
+    after the ``first`` columns (e.g. ``["run"]``)."""
+    ranks = {"phase": PHASE_ORDER, "device": ["cpu", "cuda"], "mode": ["eager", "compile"]}
+    keys = {f"_{k}": df[k].map({v: i for i, v in enumerate(order)}) for k, order in ranks.items()}
+    order = [*(first or []), "_phase", "model", "optimizer", "_device", "_mode", "dtype", "batch_size"]
+    return (df.assign(**keys).sort_values(order, na_position="first", kind="stable")
+            .drop(columns=list(keys)).reset_index(drop=True))
