@@ -30,6 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"case matrix to start from: {', '.join(matrix.PRESETS)} (default: default)")
     group.addoption("--results-dir", dest="bb_results_dir", default="results",
                     help="folder that receives one subfolder per run (default: results)")
+    group.addoption("--history-db", dest="bb_history_db", default=None, metavar="PATH|URL",
+                    help="SQLite history every finished run is appended to: a path, sqlite:///PATH "
+                         "or file:PATH (default: RESULTS_DIR/history.sqlite)")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -52,6 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CASES] = selected
     if config.option.collectonly or getattr(config.option, "benchmark_disable", False):
         return
+    _check_history(config)  # a bad history file stops the run before it measures anything
     run_dir = new_run_dir(config.option.bb_results_dir)
     config.stash[_WRITER] = RunWriter(run_dir)
     if getattr(config.option, "benchmark_json", None) is None:
@@ -147,6 +151,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if writer.count:
         paths = write_report(writer.run_dir)
         session.config.stash[_REPORT] = paths
+        session.config.stash[_HISTORY] = _append_history(session, writer.run_dir, exitstatus)
 
 
 _REPORT = pytest.StashKey[dict]()
@@ -161,3 +166,38 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         f"results: {writer.run_dir} ({writer.count} case{'' if writer.count == 1 else 's'})")
     for kind, path in config.stash.get(_REPORT, {}).items():
         terminalreporter.write_line(f"{kind}: {path}")
+    if _HISTORY in config.stash:
+        line, failed = config.stash[_HISTORY]
+        terminalreporter.write_line(f"history: {line}", red=failed, bold=failed)
+
+
+_HISTORY = pytest.StashKey[tuple]()
+
+
+def _history_db(config: pytest.Config) -> str | Path:
+    return config.option.bb_history_db or Path(config.option.bb_results_dir) / "history.sqlite"
+
+
+def _check_history(config: pytest.Config) -> None:
+    from reports.history import HistoryError, check
+
+    try:
+        check(_history_db(config))
+    except HistoryError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _append_history(session: pytest.Session, run_dir: Path, exitstatus: int) -> tuple[str, bool]:
+    """Append a finished run to the history: the summary line about it, and whether it failed."""
+    from reports.history import HistoryError, append_run
+
+    db = _history_db(session.config)
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        return f"{db}: not appended, the run was interrupted", False
+    try:
+        count = append_run(run_dir, db)
+    except HistoryError as exc:
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return f"NOT appended: {exc}", True
+    return f"{db} (+{count} case{'' if count == 1 else 's'})", False

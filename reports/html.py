@@ -281,3 +281,43 @@ def write_html(run_dir: Path, df: pd.DataFrame) -> Path:
     document = report_html(df, read_environment(run_dir), f"blitzbench report — {run_dir.name}", run_dir)
     path.write_text(document, encoding="utf-8")
     return path
+
+
+# --- the history page ------------------------------------------------------------------
+
+
+def history_html(title: str, marked: pd.DataFrame, changes: pd.DataFrame, latest: pd.DataFrame,
+                 runs: pd.DataFrame, min_change: float) -> str:
+    """The history as one HTML document: changes, a chart per case over runs, the runs."""
+    cards = [(len(runs), "runs"), (len(latest), "cases"), (len(changes), "significant changes")]
+    cards_html = _cards(cards)
+    summary = (f'<div class="cards">{cards_html}</div>'
+               f'<p class="note">{esc(render.SIGNIFICANCE.format(min_change))}</p>')
+    sections = [("summary", "Summary", summary)]
+    if not changes.empty:
+        unit, scale = render.time_unit(changes["before_s"])
+        _, before = render.scaled(changes["before_s"], [(unit, scale)])
+        _, after = render.scaled(changes["after_s"], [(unit, scale)])
+        view = pd.DataFrame({"run": changes["run"], "case": changes["case_id"],
+                             f"before ({unit})": before, f"after ({unit})": after,
+                             "change": [badge(render.signed_percent(v), "slower" if v > 0 else "faster")
+                                        for v in changes["change"]]})
+        sections.append(("changes", "Significant changes",
+                         table(view, numeric=[f"before ({unit})", f"after ({unit})"], raw_html=("change",))))
+    sections.append(("trends", "Median over runs",
+                     '<p class="note">Band: 95% confidence interval of the median. '
+                     "▲ red: significantly slower than the run before; ▼ green: faster.</p>"
+                     + figures(plots.history_charts(marked))))
+    unit, medians, cis = render.time_with_ci(latest["median_s"], latest["ci_low_s"], latest["ci_high_s"])
+    latest_view = pd.DataFrame({
+        "case": latest["case_id"], "runs": latest["runs"].astype(str),
+        f"median ({unit})": medians, f"95% CI ({unit})": cis,
+        "vs previous run": latest["change"].map(render.signed_percent),
+        "": [badge(f) if f else "" for f in latest["flag"]]})
+    sections.append(("latest", "Latest run of each case",
+                     table(latest_view, numeric=["runs", f"median ({unit})", f"95% CI ({unit})",
+                                                 "vs previous run"], raw_html=("",))))
+    sections.append(("runs", "Runs", table(render.humanize(runs), numeric=["cases", "measured"])))
+    subtitle = (f"{len(runs)} runs, from {runs['run'].iloc[0]} to {runs['run'].iloc[-1]} · "
+                f"written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    return page(title, subtitle, sections)

@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from . import render, tables
 from .render import _fmt as fmt
@@ -397,3 +397,78 @@ def _heatmap_figure(table: pd.DataFrame, row_labels: list[str]) -> Figure:
     ticks = list(range(-int(limit), int(limit) + 1))
     bar.set_ticks(ticks, labels=[f"{fmt(2.0 ** t)}×" for t in ticks])
     return fig
+
+
+# --- history ---------------------------------------------------------------------------
+
+HISTORY_PER_FIGURE = 12  # small multiples: 3 columns × 4 rows
+HISTORY_COLUMNS = 3
+
+
+def history_charts(history: pd.DataFrame) -> list[Chart]:
+    """Each case's median over runs with its 95% CI band; significant changes marked.
+
+    ``history`` has one row per (run, case) in run order, with ``median_s``, ``ci_low_s``,
+    ``ci_high_s`` and ``change`` (``"slower"``, ``"faster"`` or empty).
+    """
+    runs = list(dict.fromkeys(history["run"]))
+    cases = list(dict.fromkeys(history["case_id"]))
+    page_list = pages(cases, HISTORY_PER_FIGURE)
+    charts = []
+    for i, page in enumerate(page_list):
+        fig = _history_figure(history, page, runs)
+        title = _page_title("Median time per call over runs", i, len(page_list))
+        fig.suptitle(title, x=0.01, ha="left", fontsize=11, fontweight="bold")
+        charts.append(Chart(title, _png(fig), "Line charts of each case's median over runs",
+                            list(page)))
+    return charts
+
+
+def _history_figure(history: pd.DataFrame, cases: Sequence[str], runs: list[str]) -> Figure:
+    columns = min(HISTORY_COLUMNS, len(cases))
+    rows = math.ceil(len(cases) / columns)
+    fig = Figure(figsize=(WIDTH_IN, 0.6 + 2.3 * rows))
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, case_id in zip(axes, cases):
+        _history_panel(ax, history[history["case_id"] == case_id], runs, case_id)
+    for ax in axes[len(cases):]:
+        ax.set_visible(False)
+    return fig
+
+
+def _history_panel(ax, rows: pd.DataFrame, runs: list[str], case_id: str) -> None:
+    _style(ax)
+    ax.grid(axis="y", color="#e5e5e5", linewidth=0.8)
+    x = np.array([runs.index(r) for r in rows["run"]])
+    unit, scale = render.time_unit(rows["median_s"])
+    median, low, high = (rows[c].to_numpy(dtype=float) / scale for c in ("median_s", "ci_low_s", "ci_high_s"))
+    ax.fill_between(x, low, high, color="#4C72B0", alpha=0.18, linewidth=0, label="95% CI")
+    ax.plot(x, median, color="#4C72B0", marker="o", markersize=3.5, linewidth=1.4, label="median")
+    for change, marker, colour in (("slower", "^", "#C44E52"), ("faster", "v", "#55A868")):
+        hit = (rows["change"] == change).to_numpy()
+        if hit.any():
+            ax.scatter(x[hit], median[hit], marker=marker, s=70, color=colour, zorder=4,
+                       edgecolors="white", linewidths=0.8, label=change)
+    ax.set_title(case_id, fontsize=8.5, loc="left")
+    ax.set_ylabel(unit, fontsize=8)
+    # At least ±10% of the typical median in view: the band shows, noise is not blown up.
+    centre, low_end, high_end = np.nanmedian(median), np.nanmin(low), np.nanmax(high)
+    half = max((high_end - low_end) / 2 * 1.15, 0.1 * centre)
+    middle = (high_end + low_end) / 2
+    ax.set_ylim(max(0.0, middle - half), middle + half)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: _short_run(runs, v)))
+    ax.set_xlim(-0.3, max(len(runs) - 0.7, 0.3))
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def _short_run(runs: list[str], position: float) -> str:
+    """``20261122-113646`` -> ``11-22 11:36``: run folders are named by their UTC start."""
+    i = int(round(position))
+    if not 0 <= i < len(runs):
+        return ""
+    name = runs[i]
+    if len(name) >= 15 and name[8] == "-" and name[:8].isdigit():
+        return f"{name[4:6]}-{name[6:8]} {name[9:11]}:{name[11:13]}"
+    return name[:14]

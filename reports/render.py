@@ -159,3 +159,28 @@ def write_report(run_dir: Path | str) -> dict[str, Path]:
     from .html import write_html  # html builds on this module
 
     return {"markdown": md_path, "csv": csv_path, "html": write_html(run_dir, df)}
+
+
+# --- history (``python -m reports --history``) -------------------------------------------
+
+SIGNIFICANCE = ("A change is marked where the 95% confidence intervals of the medians of a case's "
+                "consecutive runs do not overlap and the median moved by at least {:.0%}.")
+
+
+def history_markdown(title: str, changes: pd.DataFrame, latest: pd.DataFrame, runs: pd.DataFrame,
+                     min_change: float) -> str:
+    """The history as Markdown: significant changes, each case's latest median, the runs."""
+    counts = ", ".join(count(n, noun) for n, noun in
+                       ((len(runs), "run"), (len(latest), "case"), (len(changes), "significant change")))
+    lines = [f"# {title}", "", f"{counts}. " + SIGNIFICANCE.format(min_change), ""]
+    if not changes.empty:
+        shown = changes.assign(change=changes["change"].map(signed_percent))
+        lines += ["## Significant changes", "", humanize(shown).to_markdown(index=False), ""]
+    unit, medians, cis = time_with_ci(latest["median_s"], latest["ci_low_s"], latest["ci_high_s"])
+    view = pd.DataFrame({"case_id": latest["case_id"], "runs": latest["runs"],
+                         f"median ({unit})": medians, f"95% CI ({unit})": cis,
+                         "vs previous run": latest["change"].map(signed_percent),
+                         "significant": latest["flag"]})
+    lines += ["## Latest run of each case", "", view.to_markdown(index=False), "",
+              "## Runs", "", humanize(runs).to_markdown(index=False), ""]
+    return "\n".join(lines)
