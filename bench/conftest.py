@@ -14,6 +14,7 @@ import pytest
 
 from . import cases as matrix
 from .harness import Runner, cuda_available, synced_perf_counter
+from .progress import PLUGIN_NAME, Progress
 from .results import BENCHMARK_JSON, RunWriter, new_run_dir
 
 _CASES = pytest.StashKey[list]()
@@ -56,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.collectonly or getattr(config.option, "benchmark_disable", False):
         return
     _check_history(config)  # a bad history file stops the run before it measures anything
+    config.pluginmanager.register(Progress(config), PLUGIN_NAME)
     run_dir = new_run_dir(config.option.bb_results_dir)
     config.stash[_WRITER] = RunWriter(run_dir)
     if getattr(config.option, "benchmark_json", None) is None:
