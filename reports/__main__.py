@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the history file: a path, sqlite:///PATH or file:PATH "
                              f"(default: RESULTS_DIR/{DEFAULT_NAME})")
     args = parser.parse_args(argv)
+    if args.history and args.run is not None:
+        parser.error(f"--history reads the history file, not a run folder; drop {args.run}")
     try:
         if args.history:
             paths = write_history_report(args.history_db or args.results_dir / DEFAULT_NAME)

@@ -87,10 +87,9 @@ def _check(path: Path) -> None:
     if header != _SQLITE_HEADER:
         raise HistoryError(f"{path}: not an SQLite database (corrupt or another kind of file); {untouched}")
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                                     timeout=BUSY_TIMEOUT_S)) as conn:
+        with _read_only(path) as conn:
             verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = _tables(conn)
     except sqlite3.DatabaseError as exc:
         raise HistoryError(f"{path}: damaged SQLite database ({exc}); {untouched}") from None
     if verdict != "ok":
@@ -98,6 +97,15 @@ def _check(path: Path) -> None:
     if tables and TABLE not in tables:
         raise HistoryError(f"{path}: an SQLite database without a {TABLE!r} table "
                            f"(tables: {', '.join(sorted(tables))}), not a blitzbench history; {untouched}")
+
+
+def _read_only(path: Path) -> closing[sqlite3.Connection]:
+    # mode=ro: SQLite itself guarantees that nothing is written to a file being inspected.
+    return closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S))
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 @contextmanager
@@ -143,7 +151,8 @@ def append_run(run_dir: Path | str, db: Path | str, environment: dict[str, Any] 
             conn.execute("BEGIN IMMEDIATE")  # take the write lock now: waits, never deadlocks
             try:
                 _ensure_schema(conn)
-                conn.executemany(sql, [[r.get(n) for n in names] for r in records])
+                run = _run_name(conn, run_dir)
+                conn.executemany(sql, [[run if n == "run" else r.get(n) for n in names] for r in records])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -153,6 +162,20 @@ def append_run(run_dir: Path | str, db: Path | str, environment: dict[str, Any] 
     return len(records)
 
 
+def _run_name(conn: sqlite3.Connection, run_dir: Path) -> str:
+    """The folder's name, unless another folder of that name is already in the history
+    (two results folders, one history): then ``NAME-1``, ``NAME-2``…, as new_run_dir names
+    runs started in the same second. Appending the same folder again replaces its rows."""
+    folder = str(run_dir.resolve())
+    taken = dict(conn.execute(f"SELECT DISTINCT run, run_dir FROM {TABLE} WHERE run = ? OR run LIKE ?",
+                              (run_dir.name, f"{run_dir.name}-%")).fetchall())
+    name, suffix = run_dir.name, 0
+    while name in taken and taken[name] != folder:
+        suffix += 1
+        name = f"{run_dir.name}-{suffix}"
+    return name
+
+
 def _records(df: pd.DataFrame, env: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
     now = time.time()
     environment = json.dumps(env, sort_keys=True, default=str)
@@ -160,7 +183,7 @@ def _records(df: pd.DataFrame, env: dict[str, Any], run_dir: Path) -> list[dict[
     for _, row in df.iterrows():
         record = {c: _plain(row.get(c)) for c in COLUMNS if c in row.index}
         record.update(
-            run=str(row["run"]), batch_size=_plain(row["batch_size"]),
+            batch_size=_plain(row["batch_size"]),
             times_s=json.dumps([float(t) for t in row["times_s"]]),
             git_commit=env.get("git_commit"), environment=environment,
             run_dir=str(run_dir.resolve()), recorded_at=now,
@@ -191,12 +214,11 @@ def load_history(db: Path | str) -> pd.DataFrame:
                            f"results/{DEFAULT_NAME} (or the --history-db it is given)")
     _check(path)
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                                     timeout=BUSY_TIMEOUT_S)) as conn:
-            df = pd.read_sql_query(f"SELECT * FROM {TABLE}", conn)
+        with _read_only(path) as conn:
+            df = pd.read_sql_query(f"SELECT * FROM {TABLE}", conn) if TABLE in _tables(conn) else None
     except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
         raise HistoryError(f"{path}: cannot read the history ({exc})") from None
-    if df.empty:
+    if df is None or df.empty:
         raise HistoryError(f"{path}: the history holds no run yet")
     df["times_s"] = [json.loads(t) if t else [] for t in df["times_s"]]
     # Run folders are named by their UTC start time: by name is by time.

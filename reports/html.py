@@ -67,6 +67,8 @@ tbody tr:hover td { background:#f5f8ff; }
 .noisy { background:#fff3e0; color:#b54708; }
 .slower { background:#fde8e8; color:#b42318; } .faster { background:#e7f5ec; color:#1e7a3d; }
 figure { margin:14px 0 0; }
+details { margin-top:16px; }
+summary { cursor:pointer; font-weight:600; color:#344054; font-size:15px; }
 figure img { display:block; max-width:100%; height:auto; border:1px solid var(--line); border-radius:6px; }
 a { color:var(--accent); }
 """
@@ -136,12 +138,10 @@ def report_html(df: pd.DataFrame, environment: dict[str, object], title: str,
                 run_dir: Path | None = None) -> str:
     """The run report as one HTML document."""
     measured = tables.ok(df)
+    phases = [p for p in render.PHASE_ORDER if (measured["phase"] == p).any()]
     sections = [("summary", "Summary", _summary(df, run_dir)),
                 ("environment", "Environment", _environment(environment, measured))]
-    for phase in render.PHASE_ORDER:
-        if (measured["phase"] == phase).any():
-            sections.append((f"phase-{phase}", phase, _phase_section(df, phase)))
-    phases = [p for p in render.PHASE_ORDER if (measured["phase"] == p).any()]
+    sections += [(f"phase-{phase}", phase, _phase_section(df, phase)) for phase in phases]
     optional = [("speedups", "Speedups", plots.speedup_heatmaps(df),
                  "Median time before ÷ after, for cases measured both ways."),
                 ("memory", "Memory", [c for p in phases for c in plots.memory_bars(df, p)], ""),
@@ -229,7 +229,9 @@ def _trace_links(rows: pd.DataFrame, run_dir: Path | None) -> list[str]:
 
 def _href(path: Path, run_dir: Path | None) -> str:
     if not path.is_absolute():
-        return path.as_posix()
+        if run_dir is None or (run_dir / path).exists() or not path.exists():
+            return path.as_posix()  # already relative to the run folder
+        path = path.resolve()  # relative to the working directory
     if run_dir is not None:
         try:
             return Path(os.path.relpath(path, run_dir.resolve())).as_posix()
@@ -258,12 +260,19 @@ def _env_value(value: object) -> str:
     return render._fmt(value)
 
 
+FOLD_AFTER = 2  # charts; a longer run of distribution charts starts folded
+
+
 def _phase_section(df: pd.DataFrame, phase: str) -> str:
     bars = plots.phase_bars(df, phase)
     boxes = plots.round_time_boxes(df, phase)
-    return (figures(bars) + "<h3>Distribution of round times</h3>"
-            '<p class="note">Each round times one or more calls; a wide box or far outliers '
-            "mean a noisy measurement.</p>" + figures(boxes))
+    note = ('<p class="note">Each round times one or more calls; a wide box or far outliers '
+            "mean a noisy measurement.</p>")
+    if len(boxes) <= FOLD_AFTER:
+        return figures(bars) + "<h3>Distribution of round times</h3>" + note + figures(boxes)
+    # The full matrix has many cases: keep the medians in view, the distributions a click away.
+    return (figures(bars) + f"<details><summary>Distribution of round times ({len(boxes)} charts)"
+            f"</summary>{note}{figures(boxes)}</details>")
 
 
 def _not_measured(missing: pd.DataFrame) -> str:

@@ -33,7 +33,7 @@ DPI = 110
 LOG_RATIO = 30.0  # switch an axis to log scale when its values span more than this
 VARIANT_KEYS = ["device", "mode"]
 GROUP_KEYS = ["model", "optimizer", "dtype", "batch_size"]
-# One colour per variant, the same in every chart (tab10, colour-blind friendlier order).
+# One colour per variant, the same in every chart (seaborn's muted "deep" colours).
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 MEMORY_COLUMNS = {"mem_peak_bytes": "peak", "mem_held_bytes": "held after step",
                   "cuda_max_reserved_bytes": "CUDA max reserved"}
@@ -126,16 +126,12 @@ def _variant_order(df: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(_label(r, VARIANT_KEYS) for _, r in order.iterrows()))
 
 
-def _log_axis_if_wide(ax, values: Iterable[float], axis: str = "x") -> bool:
+def _log_axis_if_wide(ax, values: Iterable[float]) -> bool:
     positive = [v for v in values if v and v > 0 and not math.isnan(v)]
     if positive and max(positive) / min(positive) > LOG_RATIO:
-        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        ax.set_xscale("log")
         return True
     return False
-
-
-def _value_formatter() -> FuncFormatter:
-    return FuncFormatter(lambda v, _pos: fmt(v))
 
 
 # --- bars per phase: time, memory, FLOP/s ----------------------------------------------
@@ -197,7 +193,7 @@ def _grouped_bars(rows: pd.DataFrame, value_col: str, scale: float, title: str, 
                   ci: tuple[str, str] | None = None, marker: str | None = None,
                   labels: list[str] | None = None) -> list[Chart]:
     """Bar charts of one phase's cases: a group per model · optimizer (and whatever else
-    varies), a coloured bar per variant, faceted by model and paginated to ``MAX_ROWS`` bars."""
+    varies), a coloured bar per variant, faceted by model and paginated to ``MAX_BARS`` bars."""
     # Plot in the display unit, so ticks fall on round numbers of that unit.
     numbers = [c for c in (value_col, *(ci or ()), marker) if c is not None]
     rows = rows.reset_index(drop=True)
@@ -280,7 +276,7 @@ def _value_axis(ax, values: Iterable[float]) -> None:
     if _log_axis_if_wide(ax, values):
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.xaxis.set_major_formatter(_value_formatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt(v)))
 
 
 # --- raw round times -------------------------------------------------------------------
@@ -394,7 +390,8 @@ def _heatmap_figure(table: pd.DataFrame, row_labels: list[str]) -> Figure:
         for spine in ax.spines.values():
             spine.set_visible(False)
     bar = fig.colorbar(image, ax=list(axes), shrink=0.9, pad=0.02)
-    ticks = list(range(-int(limit), int(limit) + 1))
+    step = max(1, math.ceil(limit / 3))  # at most 7 ticks, at powers of two
+    ticks = list(range(-step * int(limit // step), int(limit) + 1, step))
     bar.set_ticks(ticks, labels=[f"{fmt(2.0 ** t)}×" for t in ticks])
     return fig
 
@@ -443,6 +440,8 @@ def _history_panel(ax, rows: pd.DataFrame, runs: list[str], case_id: str) -> Non
     x = np.array([runs.index(r) for r in rows["run"]])
     unit, scale = render.time_unit(rows["median_s"])
     median, low, high = (rows[c].to_numpy(dtype=float) / scale for c in ("median_s", "ci_low_s", "ci_high_s"))
+    # A run stored without its rounds has no interval: its band narrows to the median.
+    low, high = np.where(np.isnan(low), median, low), np.where(np.isnan(high), median, high)
     ax.fill_between(x, low, high, color="#4C72B0", alpha=0.18, linewidth=0, label="95% CI")
     ax.plot(x, median, color="#4C72B0", marker="o", markersize=3.5, linewidth=1.4, label="median")
     for change, marker, colour in (("slower", "^", "#C44E52"), ("faster", "v", "#55A868")):

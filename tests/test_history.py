@@ -131,20 +131,26 @@ CONCURRENT_WRITER = textwrap.dedent("""
 
 
 def test_concurrent_runs_both_land(tmp_path):
+    # Two machines, two results folders, one shared history; both started in the same
+    # seconds, so their run folders have the same names.
     db, go = tmp_path / "history.sqlite", tmp_path / "go"
     cases = SMOKE[:4]
-    runs = [write_run(tmp_path / f"20261122-1200{i:02d}", [entry(c, rounds(1e-3, n=500)) for c in cases])
-            for i in range(40)]
-    writers = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, str(db), str(go),
-                                 *map(str, runs[k::2])], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-               for k in range(2)]
+    runs = {machine: [write_run(tmp_path / machine / f"20261122-1200{i:02d}",
+                                [entry(c, rounds(1e-3, n=500)) for c in cases]) for i in range(20)]
+            for machine in ("a", "b")}
+    writers = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, str(db), str(go), *map(str, folders)],
+                                cwd=ROOT, stderr=subprocess.PIPE, text=True) for folders in runs.values()]
     go.touch()  # both processes start appending at the same moment
     for writer in writers:
         _, err = writer.communicate(timeout=120)
         assert writer.returncode == 0, err
     history = load_history(db)
-    assert sorted(set(history["run"])) == sorted(r.name for r in runs)
-    assert len(history) == len(runs) * len(cases)
+    assert len(history) == 40 * len(cases)
+    names = {r.name for r in runs["a"]}
+    assert set(history["run"]) == names | {f"{n}-1" for n in names}  # same name: the second gets -1
+    assert set(history["run_dir"]) == {str(r.resolve()) for folders in runs.values() for r in folders}
+    append_run(runs["b"][0], db)  # appending a folder again replaces its rows, under its name
+    assert len(load_history(db)) == 40 * len(cases)
 
 
 def corrupt_files(tmp_path):
