@@ -6,6 +6,7 @@ dependencies (for example an offline GPU machine): nothing is installed then.
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import nox
@@ -49,3 +50,21 @@ def report(session: nox.Session) -> None:
     """Re-render the report of a results folder (default: the latest run)."""
     python = install(session)
     session.run(python, "-m", "reports", *session.posargs)
+
+
+@nox.session
+def gate(session: nox.Session) -> None:
+    """Compare two result sets and fail on real slowdowns: nox -s gate -- BASELINE CURRENT."""
+    python = install(session)
+    session.run(python, "-m", "reports", "gate", *session.posargs)
+
+
+@nox.session
+def calibrate(session: nox.Session) -> None:
+    """Run a selection twice (A/A) and store each case's noise floor in results/noise_floor.json."""
+    python = install(session)
+    runs = [f"results/calibration/{name}" for name in ("a", "b")]
+    for run in runs:
+        shutil.rmtree(run, ignore_errors=True)  # a fresh A/A pair, not rows appended to an old one
+        session.run(python, "-m", "pytest", "bench", "--run-dir", run, *session.posargs)
+    session.run(python, "-m", "reports", "calibrate", *runs)

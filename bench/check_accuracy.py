@@ -1,17 +1,20 @@
 """Check the harness against ``torch.utils.benchmark``: same callable, same threads, one process.
 
-    python -m bench.check_accuracy                 # fashion_mlp forward + train_step, adam, CPU
-    python -m bench.check_accuracy --models lenet  # any selection option of the suite
+    python -m bench.check_accuracy                 # all phases of lenet and fashion_mlp, adam, CPU
+    python -m bench.check_accuracy --phases forward --models fashion_mlp  # any selection option
 
 For every selected case the suite measures the step through pytest-benchmark as usual;
 then, in the same process, ``torch.utils.benchmark.Timer(...).blocked_autorange()`` times
-the very callable the suite timed. Exit 1 if a median differs by more than the tolerance.
+the very callable the suite timed. A phase whose rounds need a fresh setup (``backward``:
+a new graph each time) is timed with ``Timer.timeit(1)`` repeatedly, whose ``setup`` runs
+outside the timed statement. Exit 1 if a median differs by more than the tolerance.
 This is a check of the harness, not a test: timings depend on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 
@@ -19,7 +22,8 @@ import pytest
 import torch
 import torch.utils.benchmark as tub
 
-DEFAULT_SELECTION = ["--models", "fashion_mlp", "--optimizers", "adam", "--phases", "forward,train_step",
+DEFAULT_SELECTION = ["--models", "lenet,fashion_mlp", "--optimizers", "adam",
+                     "--phases", "forward,backward,optimizer_step,train_step",
                      "--devices", "cpu", "--modes", "eager", "--batch-sizes", "64"]
 
 
@@ -37,13 +41,20 @@ class CompareWithTorchTimer:
         step = getattr(runner, "last_step", None)
         if step is None or benchmark is None or benchmark.stats is None:
             return
-        if step.setup is not None:
-            print(f"\n{step.case.id}: skipped, its rounds need a per-round setup that Timer lacks")
-            return
-        timer = tub.Timer(stmt="fn()", globals={"fn": step.fn}, num_threads=torch.get_num_threads(),
-                          label=step.case.id)
-        measurement = timer.blocked_autorange(min_run_time=self.min_run_time)
-        self.rows.append((step.case.id, benchmark.stats.stats.median, measurement.median))
+        threads = torch.get_num_threads()
+        if step.setup is None:
+            timer = tub.Timer(stmt="fn()", globals={"fn": step.fn}, num_threads=threads)
+            reference = timer.blocked_autorange(min_run_time=self.min_run_time).median
+        else:
+            # Timer.timeit(1) first runs a warm-up of 2 statements after its own setup, then
+            # setup + 1 measured statement: 3 fresh graphs per setup cover both. The last
+            # setup() call also unsets the gradients, as each of the suite's rounds does.
+            timer = tub.Timer(stmt="args, kwargs = next(graphs); fn(*args, **kwargs)",
+                              setup="graphs = iter([setup() for _ in range(3)])",
+                              globals={"fn": step.fn, "setup": step.setup}, num_threads=threads)
+            rounds = len(benchmark.stats.stats.data)
+            reference = statistics.median(timer.timeit(1).raw_times[0] for _ in range(rounds))
+        self.rows.append((step.case.id, benchmark.stats.stats.median, reference))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,18 +7,27 @@ Each phase is a test function (``forward``, ``backward``, ``optimizer_step``,
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from . import cases as matrix
+from . import environment, isolate
+from .faults import CaseFailure, classify
+from .flops import cpu_peak
 from .harness import Runner, cuda_available, synced_perf_counter
 from .progress import PLUGIN_NAME, Progress
 from .results import BENCHMARK_JSON, RunWriter, new_run_dir
 
 _CASES = pytest.StashKey[list]()
 _WRITER = pytest.StashKey[RunWriter]()
+_ENV = pytest.StashKey[dict]()
+_ISOLATED = pytest.StashKey[bool]()
+_REPORT = pytest.StashKey[dict]()
+ENVIRONMENT_FILE = "environment.json"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,6 +43,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--history-db", dest="bb_history_db", default=None, metavar="PATH|URL",
                     help="SQLite history every finished run is appended to: a path, sqlite:///PATH "
                          "or file:PATH (default: RESULTS_DIR/history.sqlite)")
+    group.addoption("--isolate", dest="bb_isolate", action="store_true",
+                    help="measure each case in a fresh Python process (cold compile, no shared state)")
+    group.addoption("--compile-backend", dest="bb_compile_backend", default="inductor",
+                    help="torch.compile backend for compile-mode cases (default: inductor)")
+    group.addoption("--run-dir", dest="bb_run_dir", default=None,
+                    help="write into this run folder instead of a new timestamped one under --results-dir")
+    # Internal: a child of --isolate writes into its parent's run folder and renders nothing.
+    group.addoption("--bb-child", dest="bb_child", action="store_true", help="(internal)")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -56,12 +73,33 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CASES] = selected
     if config.option.collectonly or getattr(config.option, "benchmark_disable", False):
         return
-    _check_history(config)  # a bad history file stops the run before it measures anything
-    config.pluginmanager.register(Progress(config), PLUGIN_NAME)
-    run_dir = new_run_dir(config.option.bb_results_dir)
+    if not config.option.bb_child:  # the parent of an --isolate run reports for its children
+        _check_history(config)  # a bad history file stops the run before it measures anything
+        config.pluginmanager.register(Progress(config), PLUGIN_NAME)
+    if config.option.bb_run_dir:
+        run_dir = Path(config.option.bb_run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = new_run_dir(config.option.bb_results_dir)
     config.stash[_WRITER] = RunWriter(run_dir)
     if getattr(config.option, "benchmark_json", None) is None:
         config.option.benchmark_json = run_dir / BENCHMARK_JSON
+    if not config.option.bb_child:
+        config.stash[_ENV] = record_environment(run_dir)
+
+
+def record_environment(run_dir: Path) -> dict[str, Any]:
+    """Environment of the run, with the CPU's matmul peak measured once (before any case)."""
+    env = environment.collect()
+    env["cpu_peak_flops"] = cpu_peak("float32")
+    (run_dir / ENVIRONMENT_FILE).write_text(json.dumps(env, indent=2, default=str), encoding="utf-8")
+    return env
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    env = config.stash.get(_ENV, None)
+    if env is not None:
+        output_json["blitzbench_environment"] = env
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -94,10 +132,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
+class IsolatedRunner:
+    """Stands in for Runner under --isolate: each case is measured by a child process."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+        self.last_step = None
+
+    def measure(self, benchmark: Any, case: matrix.Case) -> None:
+        config = self.request.config
+        self.request.node.stash[_ISOLATED] = True  # the child records the row
+        writer = config.stash[_WRITER]
+        row = isolate.run_case(config, case, writer.run_dir)
+        writer.count += 1
+        extra = row.get("extra_info") or {}
+        status = extra.get("status")
+        if status == "skipped":
+            pytest.skip(extra.get("error") or "skipped")
+        if status not in ("ok", "invalid"):
+            pytest.fail(f"{status}: {extra.get('error')}", pytrace=False)
+
+
 @pytest.fixture
-def runner(request: pytest.FixtureRequest) -> Runner:
+def runner(request: pytest.FixtureRequest) -> Runner | IsolatedRunner:
     opt = request.config.option
-    return Runner(max_time=float(opt.benchmark_max_time), min_rounds=int(opt.benchmark_min_rounds))
+    if opt.bb_isolate:
+        return IsolatedRunner(request)
+    return Runner(max_time=float(opt.benchmark_max_time), min_rounds=int(opt.benchmark_min_rounds),
+                  compile_backend=opt.bb_compile_backend)
 
 
 @pytest.fixture
@@ -114,7 +176,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = outcome.get_result()
     writer = item.config.stash.get(_WRITER, None)
     case = getattr(item, "callspec", None) and item.callspec.params.get("case")
-    if writer is None or case is None:
+    if writer is None or case is None or item.stash.get(_ISOLATED, False):
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):
         writer.write(_row(item, case, report, call))
@@ -127,13 +189,15 @@ def _row(item: pytest.Item, case: matrix.Case, report: pytest.TestReport, call: 
         row = fixture.stats.as_dict(include_data=True)
         row["finished_at"] = time.time()
         return row
-    status = "skipped" if report.skipped else "error"
     if report.skipped and isinstance(report.longrepr, tuple):
-        message = report.longrepr[2].removeprefix("Skipped: ")
+        status, message = "skipped", report.longrepr[2].removeprefix("Skipped: ")
     elif call.excinfo is not None:
-        message = call.excinfo.exconly()
+        exc = call.excinfo.value
+        # Our own failures say everything in their message; others keep their type name.
+        message = str(exc) if isinstance(exc, CaseFailure) else call.excinfo.exconly()
+        status = classify(exc)
     else:
-        message = str(report.longrepr)
+        status, message = "error", str(report.longrepr)
     return {
         "name": item.name,
         "fullname": item.nodeid,
@@ -145,8 +209,10 @@ def _row(item: pytest.Item, case: matrix.Case, report: pytest.TestReport, call: 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     writer = session.config.stash.get(_WRITER, None)
-    if writer is None:
+    if writer is None or session.config.option.bb_child:
         return
+    if session.config.option.bb_isolate:
+        isolate.merge_benchmark_json(writer.run_dir)
     # Render from the JSON lines so an interrupted run still gets its report.
     from reports.render import write_report
 
@@ -155,8 +221,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.config.stash[_REPORT] = paths
         session.config.stash[_HISTORY] = _append_history(session, writer.run_dir, exitstatus)
 
-
-_REPORT = pytest.StashKey[dict]()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

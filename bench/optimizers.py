@@ -10,22 +10,37 @@ from torch import nn
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 _REGISTRY: dict[str, OptimizerFactory] = {}
+_DEVICES: dict[str, tuple[str, ...] | None] = {}
 
 
-def register_optimizer(name: str) -> Callable[[OptimizerFactory], OptimizerFactory]:
-    """Register ``factory(params) -> Optimizer`` under ``name``."""
+def register_optimizer(
+    name: str, devices: tuple[str, ...] | None = None
+) -> Callable[[OptimizerFactory], OptimizerFactory]:
+    """Register ``factory(params) -> Optimizer`` under ``name``; ``devices`` limits where it runs."""
 
     def decorator(factory: OptimizerFactory) -> OptimizerFactory:
         if name in _REGISTRY:
             raise ValueError(f"optimizer {name!r} is already registered")
         _REGISTRY[name] = factory
+        _DEVICES[name] = tuple(devices) if devices else None
         return factory
 
     return decorator
 
 
+def unregister_optimizer(name: str) -> None:
+    """Remove an entry; for tests and plugins that register temporary optimizers."""
+    _REGISTRY.pop(name, None)
+    _DEVICES.pop(name, None)
+
+
 def list_optimizers() -> list[str]:
     return list(_REGISTRY)
+
+
+def supported_devices(name: str) -> tuple[str, ...] | None:
+    """The devices an optimizer runs on; None means all."""
+    return _DEVICES.get(name)
 
 
 def make_optimizer(name: str, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:

@@ -1,5 +1,9 @@
-"""Command line: ``python -m reports RUN_DIR`` re-renders the report of a results folder;
-``python -m reports --history`` draws each case's median over the runs in the history."""
+"""Command line: ``python -m reports RUN_DIR`` re-renders the report of a results folder.
+
+``python -m reports --history`` draws each case's median over the runs in the history;
+``python -m reports gate BASELINE CURRENT`` gates a change; ``python -m reports calibrate A B``
+stores noise floors from an A/A pair (see reports/gate_cli.py).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,15 @@ def latest_run(results_dir: Path) -> Path:
     return runs[-1]
 
 
+SUBCOMMANDS = ("gate", "calibrate")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        from . import gate_cli
+
+        return {"gate": gate_cli.gate_main, "calibrate": gate_cli.calibrate_main}[argv[0]](argv[1:])
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__)
     parser.add_argument("run", nargs="?", type=Path,
                         help="a run folder such as results/20261122-120000 (default: the latest)")

@@ -37,12 +37,16 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 NUMBER_COLUMNS = [
     "median_s", "mean_s", "min_s", "max_s", "stddev_s", "iqr_s", "q1_s", "q3_s", "total_s",
     "rounds", "iterations", "samples_per_s", "compile_time_s", "first_call_s", "param_count",
-    "num_threads", "median_ci_low_s", "median_ci_high_s", "iqr_rel", "noisy",
-    "mem_held_bytes", "mem_peak_bytes", "cuda_max_reserved_bytes", "flops", "flops_per_s",
-    "peak_share", "graph_count", "graph_breaks", "recompiles",
+    "num_threads", "load_avg_1m", "median_ci_low_s", "median_ci_high_s", "iqr_rel",
+    "ci_rel_width", "noisy", "mem_param_bytes", "mem_held_bytes", "mem_peak_bytes",
+    "cuda_max_allocated_bytes", "cuda_max_reserved_bytes", "flops", "flops_per_s",
+    "peak_flops_per_s", "peak_share", "graph_count", "graph_break_count", "recompiles",
 ]
+# Lists (graph break and recompile reasons, round times) and objects are stored as JSON.
 TEXT_COLUMNS = ["phase", "model", "optimizer", "device", "mode", "dtype", "status", "error",
-                "torch_version", "git_commit", "environment", "times_s", "run_dir", "trace_dir"]
+                "invalid_reason", "compile_backend", "peak_source", "graph_breaks",
+                "recompile_reasons", "torch_version", "git_commit", "started_at", "environment",
+                "times_s", "run_dir", "trace_dir"]
 COLUMNS = {"run": "TEXT NOT NULL", "case_id": "TEXT NOT NULL", "batch_size": "INTEGER",
            **{c: "TEXT" for c in TEXT_COLUMNS}, **{c: "REAL" for c in NUMBER_COLUMNS},
            "recorded_at": "REAL"}
@@ -185,11 +189,24 @@ def _records(df: pd.DataFrame, env: dict[str, Any], run_dir: Path) -> list[dict[
         record.update(
             batch_size=_plain(row["batch_size"]),
             times_s=json.dumps([float(t) for t in row["times_s"]]),
-            git_commit=env.get("git_commit"), environment=environment,
+            git_commit=env.get("git_commit"), started_at=_started_at(env, run_dir, now),
+            environment=environment,
             run_dir=str(run_dir.resolve()), recorded_at=now,
         )
         records.append(record)
     return records
+
+
+def _started_at(env: dict[str, Any], run_dir: Path, now: float) -> str:
+    """When the run started, as ISO UTC text (sorts as time): the environment's record,
+    else the run folder's timestamp name, else the time of appending."""
+    if env.get("started_at"):
+        return str(env["started_at"])
+    try:
+        stamp = time.strptime(run_dir.name[:15], "%Y%m%d-%H%M%S")
+    except ValueError:
+        stamp = time.gmtime(now)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", stamp)
 
 
 def _plain(value: Any) -> Any:
@@ -200,6 +217,8 @@ def _plain(value: Any) -> Any:
         return _plain(value.item())
     if isinstance(value, bool):
         return int(value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=str)
     return value if isinstance(value, (int, float, str)) else str(value)
 
 
@@ -221,8 +240,8 @@ def load_history(db: Path | str) -> pd.DataFrame:
     if df is None or df.empty:
         raise HistoryError(f"{path}: the history holds no run yet")
     df["times_s"] = [json.loads(t) if t else [] for t in df["times_s"]]
-    # Run folders are named by their UTC start time: by name is by time.
-    return tables.matrix_order(df, first=["run"])
+    # Runs in the order they started (a --run-dir folder need not be named by its time).
+    return tables.matrix_order(df, first=["started_at", "run"])
 
 
 def mark_changes(history: pd.DataFrame, min_change: float = MIN_CHANGE) -> pd.DataFrame:
@@ -250,7 +269,7 @@ def runs_table(history: pd.DataFrame) -> pd.DataFrame:
         values = values.dropna()
         return values.iloc[0] if len(values) else None
 
-    grouped = history.groupby("run", sort=True)
+    grouped = history.groupby("run", sort=False)  # in the order the runs started
     return pd.DataFrame({
         "cases": grouped["case_id"].count(),
         "measured": grouped["status"].agg(lambda s: int((s == "ok").sum())),

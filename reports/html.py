@@ -22,13 +22,6 @@ from .stats import ci_columns
 
 REPORT_HTML = "report.html"
 
-# environment.json keys in reading order, with their labels; other keys follow as they are.
-ENVIRONMENT_LABELS = {
-    "hostname": "host", "cpu_model": "CPU", "gpu_name": "GPU", "torch_version": "torch",
-    "cuda_version": "CUDA", "python_version": "Python", "torch_num_threads": "CPU threads",
-    "git_commit": "git commit", "git_dirty": "uncommitted changes",
-}
-
 STYLE = """
 :root { --ink:#1f2430; --muted:#667085; --line:#e4e7ec; --accent:#4C72B0; --bg:#f6f7f9; }
 * { box-sizing: border-box; }
@@ -65,6 +58,7 @@ tbody tr:hover td { background:#f5f8ff; }
 .ok { background:#e7f5ec; color:#1e7a3d; } .skipped { background:#eef0f3; color:#555; }
 .error { background:#fde8e8; color:#b42318; } .invalid { background:#fff3e0; color:#b54708; }
 .noisy { background:#fff3e0; color:#b54708; }
+.warning { background:#fff8e6; border:1px solid #f5d48a; border-radius:8px; padding:8px 12px; color:#7a4b00; }
 .slower { background:#fde8e8; color:#b42318; } .faster { background:#e7f5ec; color:#1e7a3d; }
 figure { margin:14px 0 0; }
 details { margin-top:16px; }
@@ -150,9 +144,12 @@ def report_html(df: pd.DataFrame, environment: dict[str, object], title: str,
         if charts:
             sections.append((sid, heading, (f'<p class="note">{esc(note)}</p>' if note else "")
                              + figures(charts)))
+    compiled = _compile_behaviour(df)
+    if compiled:
+        sections.append(("compile", "Compile behaviour", compiled))
     missing = tables.not_measured(df)
     if not missing.empty:
-        sections.append(("not-measured", "Not measured", _not_measured(missing)))
+        sections.append(("not-measured", "Not measured or invalid", _not_measured(missing)))
     runs = ", ".join(sorted(df["run"].astype(str).unique()))
     subtitle = (f"run {runs} · {len(measured)} of {len(df)} cases measured · "
                 f"written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
@@ -176,33 +173,23 @@ def _summary(df: pd.DataFrame, run_dir: Path | None) -> str:
             + table(view, numeric=numeric, raw_html=("trace", "flags"), group_by="phase"))
 
 
+# What the summary shows per case, when the run recorded it (render names and units them);
+# graphs and recompiles have their own section.
+SUMMARY_COLUMNS = ["median_s", "median_ci_low_s", "median_ci_high_s", "iqr_rel", "rounds",
+                   "samples_per_s", "mem_peak_bytes", "flops_per_s", "peak_share", "compile_time_s"]
+
+
 def _summary_view(measured: pd.DataFrame, run_dir: Path | None) -> pd.DataFrame:
     """One row per measured case in matrix order, every number already a string."""
     rows = tables.matrix_order(measured)
-    rows = pd.concat([rows, ci_columns(rows)], axis="columns")
-    unit, _, cis = render.time_with_ci(rows["median_s"], rows["ci_low_s"], rows["ci_high_s"])
-    shown = render.humanize(pd.DataFrame({
-        "median_s": rows["median_s"],
-        "iqr_pct": 100 * rows["iqr_s"] / rows["median_s"],
-        "rounds": rows["rounds"],
-        "samples_per_s": rows["samples_per_s"],
-        "compile_time_s": rows["compile_time_s"],
-    }).dropna(axis="columns", how="all"))
-    shown.insert(1, f"95% CI ({unit})", cis)
+    ci = ci_columns(rows)  # the run's own CI of the median, else one from its rounds (older runs)
+    iqr_rel = rows["iqr_rel"] if plots.present(rows, "iqr_rel") else rows["iqr_s"] / rows["median_s"]
+    numbers = rows.reindex(columns=SUMMARY_COLUMNS).assign(
+        median_ci_low_s=ci["ci_low_s"], median_ci_high_s=ci["ci_high_s"], iqr_rel=iqr_rel)
+    shown = render.humanize(numbers.dropna(axis="columns", how="all"))
     # The phase heads each group of rows: the case column shows what is inside the brackets.
     cases = [plots.short_case(c) for c in rows["case_id"]]
     view = pd.concat([rows[["phase"]], pd.DataFrame({"case": cases}), shown], axis="columns")
-    for column, label, units in (("mem_peak_bytes", "peak memory ({})", render.BYTE_UNITS),
-                                 ("flops_per_s", "{}", render.FLOPS_UNITS)):
-        if plots.present(rows, column):
-            unit_name, strings = render.scaled(rows[column], units)
-            view[label.format(unit_name)] = strings
-    if plots.present(rows, "peak_share"):
-        _, shares = render.scaled(100 * rows["peak_share"].astype(float), [("", 1.0)])
-        view["% of peak"] = shares
-    for column, label in (("graph_breaks", "graph breaks"), ("recompiles", "recompiles")):
-        if plots.present(rows, column):
-            view[label] = [render._fmt(v) for v in rows[column]]
     view["flags"] = _flags(rows)
     view["trace"] = _trace_links(rows, run_dir)
     return view.loc[:, [c for c in view.columns if (view[c] != "").any() or c in ("phase", "case")]]
@@ -247,17 +234,18 @@ def _environment(environment: dict[str, object], measured: pd.DataFrame) -> str:
         env["torch_version"] = ", ".join(sorted(measured["torch_version"].dropna().astype(str).unique()))
     if "torch_num_threads" not in env and not measured["num_threads"].dropna().empty:
         env["torch_num_threads"] = ", ".join(str(int(t)) for t in sorted(measured["num_threads"].dropna().unique()))
-    keys = [k for k in ENVIRONMENT_LABELS if k in env] + sorted(k for k in env if k not in ENVIRONMENT_LABELS)
-    items = "".join(f"<dt>{esc(ENVIRONMENT_LABELS.get(k, k))}</dt><dd>{esc(_env_value(env[k]))}</dd>"
-                    for k in keys)
+    items = "".join(f"<dt>{esc(label)}</dt><dd>{esc(render._env_value(key, env[key]))}</dd>"
+                    for key, label in render.ENVIRONMENT_FIELDS if env.get(key) is not None)
     note = "" if environment else '<p class="note">This run has no environment.json; shown: what its cases recorded.</p>'
-    return f'<dl class="env">{items}</dl>{note}'
+    return f'{_busy_warnings(environment, measured)}<dl class="env">{items}</dl>{note}'
 
 
-def _env_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return render._fmt(value)
+def _busy_warnings(environment: dict[str, object], measured: pd.DataFrame) -> str:
+    """render's busy-machine warnings (written as Markdown quotes), as warning boxes."""
+    runs = ", ".join(sorted(measured["run"].astype(str).unique())) or "this run"
+    lines = [line for line in render.busy_machine_warnings({runs: environment}) if line]
+    return "".join(f'<p class="warning">{esc(line.removeprefix("> **Warning:** ").replace("`", ""))}</p>'
+                   for line in lines)
 
 
 FOLD_AFTER = 2  # charts; a longer run of distribution charts starts folded
@@ -276,12 +264,17 @@ def _phase_section(df: pd.DataFrame, phase: str) -> str:
 
 
 def _not_measured(missing: pd.DataFrame) -> str:
-    view = pd.DataFrame({
-        "case": missing["case_id"],
-        "status": [badge(s) for s in missing["status"]],
-        "reason": missing["error"].fillna("").map(render._first_line),
-    })
+    view = pd.DataFrame({"case": missing["case_id"], "status": [badge(s) for s in missing["status"]],
+                         "reason": missing["reason"]})
     return table(view, raw_html=("status",))
+
+
+def _compile_behaviour(df: pd.DataFrame) -> str:
+    view = render.compile_view(df)
+    if view.empty:
+        return ""
+    shown = render.humanize(view)
+    return table(shown, numeric=[c for c in shown.columns if c not in ("case_id", "break reasons")])
 
 
 def write_html(run_dir: Path, df: pd.DataFrame) -> Path:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .environment import EnvironmentMismatchWarning, describe_differences, differing_fields, read_environment
 
 CASE_COLUMNS = ["phase", "model", "optimizer", "device", "mode", "dtype", "batch_size"]
 # pytest-benchmark stats (seconds per iteration) -> our column names.
@@ -17,8 +20,16 @@ STAT_COLUMNS = {
     "rounds": "rounds", "iterations": "iterations", "ops": "ops",
 }
 REQUIRED_STATS = ["median", "min", "max", "rounds"]  # what every report reads
-EXTRA_COLUMNS = ["status", "error", "param_count", "first_call_s", "compile_time_s",
-                 "samples_per_s", "torch_version", "num_threads"]
+# The figures the harness records in extra_info, in the order tables show them; any other
+# extra_info key (added by a plugin, say) becomes a column too, after these.
+EXTRA_COLUMNS = [
+    "status", "error", "invalid_reason", "param_count", "first_call_s", "compile_time_s",
+    "samples_per_s", "median_ci_low_s", "median_ci_high_s", "iqr_rel", "ci_rel_width", "noisy",
+    "mem_param_bytes", "mem_held_bytes", "mem_peak_bytes", "cuda_max_allocated_bytes",
+    "cuda_max_reserved_bytes", "flops", "flops_per_s", "peak_flops_per_s", "peak_share",
+    "peak_source", "graph_count", "graph_break_count", "graph_breaks", "recompiles",
+    "recompile_reasons", "compile_backend", "torch_version", "num_threads", "load_avg_1m", "pid",
+]
 CASES_FILE = "cases.jsonl"
 BENCHMARK_JSON = "benchmark.json"
 
@@ -35,6 +46,12 @@ def load(*paths: str | Path) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True)
     if df.empty:
         raise ResultsError(f"no results in {', '.join(map(str, paths))}")
+    environments = {str(frame["run"].iloc[0]): read_environment(p) for frame, p in zip(frames, paths)
+                    if not frame.empty}
+    df.attrs["environments"] = environments
+    differing = differing_fields(environments)
+    if differing:
+        warnings.warn(describe_differences(differing), EnvironmentMismatchWarning, stacklevel=2)
     return df
 
 
@@ -50,7 +67,8 @@ def _load_one(path: Path) -> pd.DataFrame:
     entries = _read_jsonl(path) if path.suffix == ".jsonl" else _read_benchmark_json(path)
     run = path.parent.name if path.name in (CASES_FILE, BENCHMARK_JSON) else path.stem
     rows = [_row(entry, path, i) for i, entry in enumerate(entries)]
-    df = pd.DataFrame(rows, columns=_columns())
+    extra_keys = [k for row in rows for k in row if k not in _columns()]
+    df = pd.DataFrame(rows, columns=[*_columns(), *dict.fromkeys(extra_keys)])
     df["run"] = run
     df["source"] = str(path)
     # Latest row wins if a case was recorded twice in one file (a rerun appended to it).
@@ -98,6 +116,7 @@ def _row(entry: Any, path: Path, index: int) -> dict[str, Any]:
             " (not written by blitzbench?)"
         )
     row: dict[str, Any] = {c: extra.get(c) for c in ("case_id", *CASE_COLUMNS, *EXTRA_COLUMNS)}
+    row.update({k: v for k, v in extra.items() if k not in row})
     stats = entry.get("stats") or {}
     lacking = [k for k in REQUIRED_STATS if stats and k not in stats]
     if lacking:

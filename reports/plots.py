@@ -35,8 +35,9 @@ VARIANT_KEYS = ["device", "mode"]
 GROUP_KEYS = ["model", "optimizer", "dtype", "batch_size"]
 # One colour per variant, the same in every chart (seaborn's muted "deep" colours).
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
-MEMORY_COLUMNS = {"mem_peak_bytes": "peak", "mem_held_bytes": "held after step",
-                  "cuda_max_reserved_bytes": "CUDA max reserved"}
+# The first one a run recorded is charted, in this order.
+MEMORY_COLUMNS = {"mem_peak_bytes": "peak", "cuda_max_allocated_bytes": "CUDA max allocated",
+                  "mem_held_bytes": "held after step", "cuda_max_reserved_bytes": "CUDA max reserved"}
 
 _MPL = tuple(int(p) for p in matplotlib.__version__.split(".")[:2])
 # boxplot's vert= was replaced by orientation= in matplotlib 3.10.
@@ -162,7 +163,7 @@ def memory_bars(df: pd.DataFrame, phase: str) -> list[Chart]:
         return []
     rows = rows.dropna(subset=[metric])
     held = "mem_held_bytes" if metric != "mem_held_bytes" and present(rows, "mem_held_bytes") else None
-    unit, scale = render.pick_unit(rows[metric], render.BYTE_UNITS)
+    unit, scale = render._pick(render.BYTE_UNITS, rows[metric])
     xlabel = f"{MEMORY_COLUMNS[metric]} memory ({unit})" + ("; ◆ held after the step" if held else "")
     return _grouped_bars(rows, metric, scale, title=f"{phase}: {MEMORY_COLUMNS[metric]} memory",
                          xlabel=xlabel, marker=held)
@@ -174,7 +175,7 @@ def flops_bars(df: pd.DataFrame, phase: str) -> list[Chart]:
     if not present(rows, "flops_per_s"):
         return []
     rows = rows.dropna(subset=["flops_per_s"])
-    unit, scale = render.pick_unit(rows["flops_per_s"], render.FLOPS_UNITS)
+    unit, scale = render._pick(render.RATE_UNITS, rows["flops_per_s"])
     labels = None
     if present(rows, "peak_share"):
         _, shares = render.scaled(100 * rows["peak_share"].astype(float), [("%", 1.0)])

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-import numbers
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
@@ -15,31 +14,43 @@ from .tables import PHASE_ORDER
 
 TIME_UNITS = [("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)]
 BYTE_UNITS = [("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10), ("B", 1.0)]
-FLOPS_UNITS = [("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6), ("FLOP/s", 1.0)]
+RATE_UNITS = [("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6), ("FLOP/s", 1.0)]
+COUNT_UNITS = [("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3), ("FLOP", 1.0)]
+# Environment fields shown at the top of a report, in this order, with their labels.
+ENVIRONMENT_FIELDS = [
+    ("torch_version", "torch"), ("cuda_version", "CUDA"), ("cudnn_version", "cuDNN"),
+    ("python_version", "Python"), ("gpu_name", "GPU"), ("gpu_driver", "GPU driver"),
+    ("gpu_max_sm_clock_mhz", "GPU max SM clock (MHz)"), ("gpu_memory_bytes", "GPU memory"),
+    ("cpu_model", "CPU"), ("cpu_count", "CPU cores"), ("torch_num_threads", "torch threads"),
+    ("cpu_governor", "CPU governor"), ("cpu_peak_flops", "CPU matmul peak"),
+    ("load_avg_1m", "load average at start"), ("tf32_matmul", "TF32 matmul"),
+    ("tf32_cudnn", "TF32 cuDNN"), ("cudnn_benchmark", "cudnn.benchmark"),
+    ("git_commit", "git commit"), ("git_dirty", "uncommitted changes"), ("hostname", "host"),
+    ("started_at", "started"),
+]
 
 
-def time_unit(seconds: Iterable[float]) -> tuple[str, float]:
+def _pick(units: list[tuple[str, float]], values: Iterable[Any]) -> tuple[str, float]:
     """One unit for a whole column, picked from its median, so values compare at a glance."""
-    return pick_unit(seconds, TIME_UNITS)
-
-
-def pick_unit(values: Iterable[float], units: list[tuple[str, float]]) -> tuple[str, float]:
-    """The largest of ``units`` (largest first) that the median of ``values`` reaches."""
-    values = [abs(v) for v in values if v is not None and not _isnan(v) and v != 0]
-    if not values:
-        return units[0]
-    typical = sorted(values)[len(values) // 2]
+    present = sorted(abs(float(v)) for v in values if _is_number(v) and v != 0)
+    if not present:
+        return units[0] if units is TIME_UNITS else units[-1]
+    typical = present[len(present) // 2]
     for unit, scale in units:
         if typical >= scale:
             return unit, scale
     return units[-1]
 
 
-def scaled(values: Iterable[float], units: list[tuple[str, float]]) -> tuple[str, list[str]]:
-    """A column of numbers as strings in one unit (picked by ``pick_unit``): ``(unit, strings)``."""
+def time_unit(seconds: Iterable[float]) -> tuple[str, float]:
+    return _pick(TIME_UNITS, seconds)
+
+
+def scaled(values: Iterable[Any], units: list[tuple[str, float]]) -> tuple[str, list[str]]:
+    """A column of numbers as strings in one unit (picked by ``_pick``): ``(unit, strings)``."""
     values = list(values)
-    unit, scale = pick_unit(values, units)
-    return unit, [_fmt(float(v) / scale) if isinstance(v, numbers.Real) else _fmt(v) for v in values]
+    unit, scale = _pick(units, values)
+    return unit, _scaled(values, scale)
 
 
 def count(n: int, noun: str) -> str:
@@ -68,6 +79,10 @@ def speedup_label(value: float) -> str:
     return f"{value:.0f}×" if value >= 9.95 else f"{value:.2f}×"
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
 def _isnan(value: object) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
@@ -76,26 +91,53 @@ def _fmt(value: object, digits: int = 3) -> str:
     if value is None or _isnan(value):
         return "–"
     if isinstance(value, float):
-        # Below 100, significant digits; above, whole numbers (never 2e+03).
-        return f"{value:.{digits}g}" if abs(value) < 100 else f"{value:,.0f}"
+        # 3 significant digits without scientific notation: 0.193, 19.3, 193, 1,934.
+        if abs(value) >= 10 ** (digits - 1):
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}"
     return str(value)
 
 
+def _scaled(values: pd.Series, scale: float) -> list[str]:
+    return [_fmt(float(v) / scale) if _is_number(v) else "–" for v in values]
+
+
 def humanize(df: pd.DataFrame) -> pd.DataFrame:
-    """Columns ending in ``_s`` become one-unit time strings; other numbers get short forms."""
+    """Raw columns -> display strings; each column's unit is chosen from its values."""
     out = pd.DataFrame(index=df.index)
+    time_scale = time_unit(df["median_s"]) if "median_s" in df else None
     for column in df.columns:
         values = df[column]
-        if column.endswith("_s") and column not in ("samples_per_s",):
-            unit, scale = time_unit(values)
-            name = column[:-2] + f" ({unit})"
-            out[name] = [_fmt(v / scale if isinstance(v, (int, float)) else v) for v in values]
+        if column in ("median_ci_low_s", "median_ci_high_s"):
+            continue  # shown together, in the median's unit
+        if column == "median_s" and "median_ci_low_s" in df:
+            unit, scale = time_scale
+            out[f"median ({unit})"] = _scaled(values, scale)
+            # As a relative half-width: bounds at 3 digits would often print equal to the median.
+            out["95% CI"] = [f"±{50 * (hi - lo) / med:.1f}%" if _is_number(lo) and med else "–"
+                             for lo, hi, med in zip(df["median_ci_low_s"], df["median_ci_high_s"], values)]
         elif column == "samples_per_s":
-            out["samples/s"] = [_fmt(float(v)) if v is not None else "–" for v in values]
-        elif column == "iqr_pct":
-            out["IQR"] = [f"{v:.1f}%" if not _isnan(v) else "–" for v in values]
+            out["samples/s"] = [_fmt(float(v)) if _is_number(v) else "–" for v in values]
+        elif column == "flops_per_s":
+            unit, scale = _pick(RATE_UNITS, values)
+            out[unit] = _scaled(values, scale)
+        elif column == "flops":
+            unit, scale = _pick(COUNT_UNITS, values)
+            out[f"{unit}/call"] = _scaled(values, scale)
+        elif column.endswith("_s"):
+            unit, scale = time_unit(values)
+            out[f"{column[:-2].replace('_', ' ')} ({unit})"] = _scaled(values, scale)
+        elif column.endswith("_bytes"):
+            unit, scale = _pick(BYTE_UNITS, values)
+            label = column.removeprefix("mem_").removesuffix("_bytes").replace("_", " ")
+            out[f"{label} ({unit})"] = _scaled(values, scale)
+        elif column in ("iqr_rel", "peak_share"):
+            label = {"iqr_rel": "IQR", "peak_share": "of peak"}[column]
+            out[label] = [f"{100 * v:.1f}%" if _is_number(v) else "–" for v in values]
         elif column == "speedup":
             out["speedup"] = [f"{v:.2f}×" for v in values]
+        elif column == "noisy":
+            out["noise"] = ["noisy" if v is True else "" for v in values]
         else:
             out[column] = [_fmt(v) for v in values]
     return out
@@ -105,29 +147,101 @@ def _markdown_table(df: pd.DataFrame) -> str:
     return humanize(df).to_markdown(index=False)
 
 
+PHASE_VIEW = ["case_id", "median_s", "median_ci_low_s", "median_ci_high_s", "iqr_rel", "rounds",
+              "samples_per_s", "mem_held_bytes", "mem_peak_bytes", "flops_per_s", "peak_share",
+              "compile_time_s", "noisy"]
+
+
 def _phase_view(table: pd.DataFrame) -> pd.DataFrame:
     """What a reader needs per case; columns with nothing in them are left out."""
-    view = pd.DataFrame({
-        "case_id": table["case_id"],
-        "median_s": table["median_s"],
-        "iqr_pct": 100 * table["iqr_s"] / table["median_s"],
-        "rounds": table["rounds"],
-        "samples_per_s": table["samples_per_s"],
-        "compile_time_s": table["compile_time_s"],
-    })
+    view = table[[c for c in PHASE_VIEW if c in table]].copy()
+    if "noisy" in view and not view["noisy"].eq(True).any():
+        view = view.drop(columns=["noisy"])
     return view.dropna(axis="columns", how="all")
 
 
+def environment_table(environments: Mapping[str, Mapping[str, Any]]) -> str:
+    """Key environment fields, one column per run."""
+    runs = {run: env for run, env in environments.items() if env}
+    if not runs:
+        return ""
+    rows = []
+    for key, label in ENVIRONMENT_FIELDS:
+        values = [env.get(key) for env in runs.values()]
+        if all(v is None for v in values):
+            continue
+        rows.append([label, *(_env_value(key, v) for v in values)])
+    frame = pd.DataFrame(rows, columns=["", *runs])
+    return frame.to_markdown(index=False)
+
+
+def _env_value(key: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    if key == "gpu_memory_bytes":
+        unit, scale = _pick(BYTE_UNITS, [value])
+        return f"{_fmt(value / scale)} {unit}"
+    if key == "cpu_peak_flops":
+        unit, scale = _pick(RATE_UNITS, [value])
+        return f"{_fmt(value / scale)} {unit}"
+    if key == "git_commit":
+        return str(value)[:12]
+    return _fmt(value)
+
+
+BUSY_LOAD_PER_CORE = 0.5
+
+
+def busy_machine_warnings(environments: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A warning per run that started on a busy machine: competing processes stall torch's threads."""
+    lines = []
+    for run, env in environments.items():
+        load, cores = env.get("load_avg_1m"), env.get("cpu_count")
+        if _is_number(load) and _is_number(cores) and load > BUSY_LOAD_PER_CORE * cores:
+            lines += [f"> **Warning:** run {run} started with a load average of {load:.2f} on {cores} "
+                      "cores; other processes compete with torch's threads and can inflate times "
+                      "many-fold. Each case's `load_avg_1m` is in the CSV.", ""]
+    return lines
+
+
+def compile_view(df: pd.DataFrame) -> pd.DataFrame:
+    """Compiled cases: compile time, graphs, graph breaks and their reasons, recompiles."""
+    compiled = df[(df["mode"] == "compile") & df["status"].isin(["ok", "invalid"])]
+    if compiled.empty or "graph_count" not in compiled:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "case_id": compiled["case_id"], "compile_time_s": compiled["compile_time_s"],
+        "graphs": compiled["graph_count"], "graph breaks": compiled["graph_break_count"],
+        "recompiles": compiled["recompiles"],
+        "break reasons": compiled["graph_breaks"].map(_join_reasons),
+    })
+
+
+def compile_section(df: pd.DataFrame) -> str:
+    view = compile_view(df)
+    return "" if view.empty else _markdown_table(view)
+
+
+def _join_reasons(reasons: Any) -> str:
+    if not isinstance(reasons, list) or not reasons:
+        return ""
+    return "; ".join(str(r)[:120] for r in reasons)
+
+
 def markdown(df: pd.DataFrame, title: str = "blitzbench report") -> str:
-    """The Markdown report: a summary line, a table per phase, speedups, unmeasured cases."""
+    """The Markdown report: environment, a table per phase, speedups, compile, unmeasured cases."""
     measured = tables.ok(df)
     runs = ", ".join(sorted(df["run"].astype(str).unique()))
-    torch_versions = ", ".join(sorted(measured["torch_version"].dropna().astype(str).unique())) or "–"
-    threads = ", ".join(str(int(t)) for t in sorted(measured["num_threads"].dropna().unique())) or "–"
+    noisy = int(measured["noisy"].eq(True).sum()) if "noisy" in measured else 0
     lines = [f"# {title}", "",
-             f"Run {runs}: {len(measured)} cases measured, {len(df) - len(measured)} not measured; "
-             f"torch {torch_versions}; CPU threads {threads}. Times are medians per call; "
-             "IQR is the interquartile range as a share of the median.", ""]
+             f"Run {runs}: {len(measured)} cases measured, {len(df) - len(measured)} not measured or "
+             f"invalid, {noisy} noisy. Times are medians per call with the 95% confidence interval "
+             "of the median; IQR is the interquartile range as a share of the median; held is what a "
+             "step keeps between steps, peak the most live tensor memory during one.", ""]
+    lines += busy_machine_warnings(df.attrs.get("environments", {}))
+    env = environment_table(df.attrs.get("environments", {}))
+    if env:
+        lines += ["## Environment", "", env, ""]
     for phase in PHASE_ORDER:
         table = tables.phase_table(df, phase)
         if not table.empty:
@@ -136,16 +250,13 @@ def markdown(df: pd.DataFrame, title: str = "blitzbench report") -> str:
                            ("CPU → CUDA speedup", tables.device_speedup(df))):
         if not table.empty:
             lines += [f"## {heading}", "", _markdown_table(table), ""]
+    compiled = compile_section(df)
+    if compiled:
+        lines += ["## Compile behaviour", "", compiled, ""]
     missing = tables.not_measured(df)
     if not missing.empty:
-        missing = missing.assign(error=missing["error"].fillna("").map(_first_line))
-        lines += ["## Not measured", "", missing.to_markdown(index=False), ""]
+        lines += ["## Not measured or invalid", "", missing.to_markdown(index=False), ""]
     return "\n".join(lines)
-
-
-def _first_line(text: str) -> str:
-    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[-1][:200] if lines else ""
 
 
 def write_report(run_dir: Path | str) -> dict[str, Path]:

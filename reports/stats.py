@@ -1,63 +1,56 @@
-"""Small statistics on raw round times: the confidence interval of a median.
-
-Distribution-free: round times are skewed (a few slow rounds), so no normal model.
-"""
+"""Statistics on raw round times (seconds): median, its confidence interval, spread, noise."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
-LEVEL = 0.95
-# Up to this many rounds the binomial tail is summed exactly; beyond, its normal
-# approximation is accurate to well under one rank.
-_EXACT_MAX_N = 1000
-
-
-def _rank_below_median(n: int, level: float) -> int:
-    """The largest j with P(Binomial(n, 1/2) < j) <= (1 - level) / 2; 0 when no such j."""
-    alpha = (1 - level) / 2
-    if n > _EXACT_MAX_N:
-        z = _normal_quantile(1 - alpha)
-        return max(0, math.floor(n / 2 - z * math.sqrt(n) / 2))
-    total, cumulative, j = 2**n, 0, 0
-    while j < n:
-        cumulative += math.comb(n, j)
-        if cumulative / total > alpha:
-            break
-        j += 1
-    return j
+NOISY_IQR_REL = 0.10  # interquartile range above 10% of the median
+NOISY_CI_REL = 0.05  # 95% CI of the median wider than 5% of it
 
 
-def _normal_quantile(p: float) -> float:
-    # Bisection on erf: precise enough to pick a rank, and no scipy dependency.
-    lo, hi = -10.0, 10.0
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+@functools.lru_cache(maxsize=4096)
+def _median_ranks(n: int, confidence: float) -> tuple[int, int]:
+    """0-based ranks (j, k) with P(x_(j) <= median <= x_(k)) >= confidence, from Binomial(n, 1/2)."""
+    alpha = 1 - confidence
+    j = int(sps.binom.ppf(alpha / 2, n, 0.5))  # smallest j with P(B <= j) >= alpha/2
+    if sps.binom.cdf(j, n, 0.5) > alpha / 2:
+        j -= 1  # keep the tail below the median at most alpha/2
+    j = max(j, 0)
+    return j, n - 1 - j
 
 
-def median_ci(times: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
-    """Confidence interval of the median from order statistics: ``(low, high)`` in seconds.
-
-    With fewer than 6 rounds no pair of order statistics reaches 95%: the interval is
-    then the whole range (min, max), the widest honest answer.
-    """
-    values = np.sort(np.asarray(times, dtype=float))
-    n = len(values)
-    if n == 0:
+def median_ci(times: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free CI of the median from order statistics (binomial ranks, via scipy)."""
+    x = np.sort(np.asarray(times, dtype=float))
+    if len(x) == 0:
         return math.nan, math.nan
-    j = _rank_below_median(n, level)
-    if j == 0:
-        return float(values[0]), float(values[-1])
-    return float(values[j - 1]), float(values[n - j])
+    j, k = _median_ranks(len(x), confidence)
+    return float(x[j]), float(x[k])
+
+
+def summarize(times: Sequence[float], iqr: float | None = None, iqr_threshold: float = NOISY_IQR_REL,
+              ci_threshold: float = NOISY_CI_REL) -> dict[str, float | bool]:
+    """Per-case figures kept beside pytest-benchmark's own statistics.
+
+    ``iqr``: pass pytest-benchmark's own interquartile range so both agree; without it the
+    quartiles are numpy's.
+    """
+    x = np.asarray(times, dtype=float)
+    median = float(np.median(x))
+    if iqr is None:
+        q1, q3 = np.percentile(x, [25, 75])
+        iqr = float(q3 - q1)
+    low, high = median_ci(x)
+    iqr_rel = float(iqr / median) if median else math.nan
+    ci_rel = float((high - low) / median) if median else math.nan
+    return dict(median_ci_low_s=low, median_ci_high_s=high, iqr_rel=iqr_rel, ci_rel_width=ci_rel,
+                noisy=bool(iqr_rel > iqr_threshold or ci_rel > ci_threshold))
 
 
 def ci_columns(df: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,9 @@ from .load import CASE_COLUMNS
 
 PHASE_ORDER = ["forward", "backward", "optimizer_step", "train_step"]
 PHASE_COLUMNS = ["case_id", "model", "optimizer", "device", "mode", "dtype", "batch_size",
-                 "median_s", "iqr_s", "rounds", "iterations", "samples_per_s", "compile_time_s"]
+                 "median_s", "median_ci_low_s", "median_ci_high_s", "iqr_s", "iqr_rel", "noisy",
+                 "rounds", "iterations", "samples_per_s", "mem_held_bytes", "mem_peak_bytes",
+                 "flops", "flops_per_s", "peak_share", "compile_time_s"]
 
 
 def ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -21,8 +23,10 @@ def phase_table(df: pd.DataFrame, phase: str) -> pd.DataFrame:
     """The measured cases of one phase, in matrix order."""
     rows = ok(df)
     rows = rows[rows["phase"] == phase]
-    keys = ["model", "optimizer", "device", "mode", "dtype", "batch_size"]
-    return rows.sort_values(keys, na_position="first")[PHASE_COLUMNS].reset_index(drop=True)
+    keys = ["model", "optimizer", "device", "mode_order", "dtype", "batch_size"]
+    columns = [c for c in PHASE_COLUMNS if c in rows]
+    rows = rows.assign(mode_order=rows["mode"].map({"eager": 0, "compile": 1}))
+    return rows.sort_values(keys, na_position="first")[columns].reset_index(drop=True)
 
 
 def _speedup(df: pd.DataFrame, axis: str, before: str, after: str) -> pd.DataFrame:
@@ -57,8 +61,20 @@ def device_speedup(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def not_measured(df: pd.DataFrame) -> pd.DataFrame:
-    """Skipped and failed cases with their reason."""
-    return df[df["status"] != "ok"][["case_id", "status", "error"]].reset_index(drop=True)
+    """Skipped, failed and invalid cases with the reason (last line of the error)."""
+    rows = df[df["status"] != "ok"]
+    reason = rows["error"].where(rows["error"].notna(), rows.get("invalid_reason"))
+    return pd.DataFrame({"case_id": rows["case_id"], "status": rows["status"],
+                         "reason": reason.fillna("").map(summary_line)}).reset_index(drop=True)
+
+
+def summary_line(text: object, limit: int = 200) -> str:
+    """The headline of a message: its first line, and the next when the first ends in ':'."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    head = lines[0] + (" " + lines[1] if lines[0].endswith(":") and len(lines) > 1 else "")
+    return head[:limit]
 
 
 def matrix_order(df: pd.DataFrame, first: list[str] | None = None) -> pd.DataFrame:

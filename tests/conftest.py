@@ -32,8 +32,8 @@ def bench_cmd(results_dir: Path, *args: str) -> list[str]:
             "--results-dir", str(results_dir), *FAST, *args]
 
 
-def run_bench(results_dir: Path, *args: str, timeout: float = 600) -> Run:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def run_bench(results_dir: Path, *args: str, timeout: float = 600, env: dict | None = None) -> Run:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.run(bench_cmd(results_dir, *args), cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
     return Run(proc, results_dir)

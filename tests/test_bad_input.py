@@ -6,8 +6,6 @@ is what it prints and returns.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from bench import cases as matrix
@@ -39,10 +37,3 @@ def test_bad_results_folder_gives_a_message_and_exit_2(tmp_path, capsys, lines, 
     err = capsys.readouterr().err
     assert message in err and str(run) in err
     assert not (run / "report.html").exists()
-
-
-def test_bad_environment_file_gives_a_message(tmp_path, capsys):
-    run = write_run(tmp_path / "run", [entry(CASE, rounds(1e-3))])
-    (run / "environment.json").write_text(json.dumps(["not", "an", "object"]))
-    assert main([str(run)]) == 2
-    assert "environment.json: expected a JSON object, got list" in capsys.readouterr().err

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import struct
 from html.parser import HTMLParser
 
 import numpy as np
-import pytest
 
 from bench import cases as matrix
-from reports import ResultsError, load, plots
+from reports import load, plots
 from reports.environment import read_environment
 from reports.html import report_html
 from tests.browser import is_blank, open_page
@@ -104,30 +102,26 @@ def test_charts_stay_legible_with_the_full_matrix(tmp_path):
 
 def test_newer_figures_appear_when_a_run_has_them(tmp_path):
     smoke = matrix.select("smoke")
-    run = write_run(tmp_path / "run", [entry(c, rounds(1e-3, seed=i)) for i, c in enumerate(smoke)],
-                    environment={"gpu_name": "Test GPU 80GB", "git_commit": "0123abc", "git_dirty": True})
-    df = load(run)
-    plain = report_html(df, read_environment(run), "plain", run)
+    plain_run = write_run(tmp_path / "plain", [entry(c, rounds(1e-3, seed=i)) for i, c in enumerate(smoke)])
+    plain = report_html(load(plain_run), read_environment(plain_run), "plain", plain_run)
     assert 'id="memory"' not in plain and 'id="flops"' not in plain and ">trace<" not in plain
+    assert "This run has no environment.json" in plain
+
+    run = tmp_path / "figures"
     (run / "traces" / "one").mkdir(parents=True)
-    df = df.assign(mem_peak_bytes=3 * 2**20, mem_held_bytes=2**20, flops_per_s=2e9, peak_share=0.25,
-                   noisy=[True] + [False] * (len(df) - 1),
-                   trace_dir=[str(run / "traces" / "one")] + [None] * (len(df) - 1))
-    text = report_html(df, read_environment(run), "figures", run)
+    figures = dict(mem_peak_bytes=3 * 2**20, mem_held_bytes=2**20, flops_per_s=2e9, peak_share=0.25)
+    entries = [entry(c, rounds(1e-3, seed=i), noisy=i == 0, **figures,
+                     trace_dir=str(run / "traces" / "one") if i == 0 else None)
+               for i, c in enumerate(smoke)]
+    write_run(run, entries, environment={"gpu_name": "Test GPU 80GB", "git_commit": "0123abc",
+                                         "load_avg_1m": 9.0, "cpu_count": 2})
+    text = report_html(load(run), read_environment(run), "figures", run)
     assert 'id="memory"' in text and 'id="flops"' in text
-    assert "peak memory (MiB)" in text and ">GFLOP/s<" in text and "% of peak" in text
+    assert ">peak (MiB)<" in text and ">GFLOP/s<" in text and ">of peak<" in text
     assert 'href="traces/one"' in text  # relative: the run folder can move
-    assert ">noisy<" in text
+    assert text.count(">noisy<") == 1
     assert "Test GPU 80GB" in text and "0123abc" in text
-
-
-def test_environment_file_is_read_through_one_function(tmp_path):
-    assert read_environment(tmp_path) == {}
-    (tmp_path / "environment.json").write_text(json.dumps({"torch_version": "2.15.0", "git_dirty": False}))
-    assert read_environment(tmp_path) == {"torch_version": "2.15.0", "git_dirty": False}
-    (tmp_path / "environment.json").write_text("[1, 2]")
-    with pytest.raises(ResultsError, match=r"environment\.json: expected a JSON object"):
-        read_environment(tmp_path)
+    assert 'class="warning"' in text and "load average of 9.00 on 2" in text  # a busy machine
 
 
 def test_report_of_a_run_with_nothing_measured(tmp_path):

@@ -1,0 +1,64 @@
+"""What torch.compile did for a case: graphs, graph breaks (with reasons), recompiles.
+
+Read from dynamo's own counters (``torch._dynamo.utils.counters``: a frame conversion
+per compile, ``unique_graphs``, ``graph_break`` reasons) and ``guard_failures`` (why a
+recompile happened) before and after each stage of a measurement.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CompileSnapshot:
+    frames: int = 0
+    graphs: int = 0
+    breaks: Counter = field(default_factory=Counter)
+    guard_failures: dict = field(default_factory=dict)
+
+    def since(self, earlier: "CompileSnapshot") -> "CompileDelta":
+        reasons = []
+        for code, failures in self.guard_failures.items():
+            reasons += [_guard(f) for f in failures[len(earlier.guard_failures.get(code, ())):]]
+        return CompileDelta(
+            frames=self.frames - earlier.frames,
+            graphs=self.graphs - earlier.graphs,
+            breaks=self.breaks - earlier.breaks,
+            guard_failures=reasons,
+        )
+
+
+@dataclass(frozen=True)
+class CompileDelta:
+    frames: int  # frames (re)compiled
+    graphs: int
+    breaks: Counter
+    guard_failures: list[str]
+
+    @property
+    def break_reasons(self) -> list[str]:
+        return [_first_line(reason) for reason in self.breaks]
+
+
+def _guard(failure: object) -> str:
+    """'2/3: self.calls == 3   # source comment (HINT ...)' -> '2/3: self.calls == 3'."""
+    return " ".join(_first_line(str(failure)).split("  #")[0].split())
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
+def snapshot() -> CompileSnapshot:
+    try:
+        from torch._dynamo.utils import counters, guard_failures
+    except ImportError:  # pragma: no cover - a torch without dynamo
+        return CompileSnapshot()
+    return CompileSnapshot(
+        frames=int(counters["frames"].get("total", 0)),
+        graphs=int(counters["stats"].get("unique_graphs", 0)),
+        breaks=Counter(dict(counters["graph_break"])),
+        guard_failures={code: list(failures) for code, failures in guard_failures.items()},
+    )

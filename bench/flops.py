@@ -1,0 +1,69 @@
+"""FLOPs per step (torch.utils.flop_counter) and the device's peak FLOP/s."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import TYPE_CHECKING
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+if TYPE_CHECKING:
+    from .harness import Step
+
+# Dense peak FLOP/s from the vendors' data sheets: (name fragment, {precision: FLOP/s}).
+# More specific names first; "tf32" applies to float32 when TF32 matmuls are allowed.
+GPU_PEAKS: list[tuple[str, dict[str, float]]] = [
+    ("H100 PCIe", dict(float32=51.2e12, tf32=378e12, bfloat16=756e12)),
+    ("H100", dict(float32=66.9e12, tf32=494.7e12, bfloat16=989.4e12)),
+    ("H200", dict(float32=66.9e12, tf32=494.7e12, bfloat16=989.4e12)),
+    ("A100", dict(float32=19.5e12, tf32=156e12, bfloat16=312e12)),
+    ("L40S", dict(float32=91.6e12, tf32=183e12, bfloat16=362e12)),
+    ("L4", dict(float32=30.3e12, tf32=60e12, bfloat16=121e12)),
+    ("A10", dict(float32=31.2e12, tf32=62.5e12, bfloat16=125e12)),
+    ("V100", dict(float32=15.7e12, tf32=15.7e12, bfloat16=0.0)),
+    ("T4", dict(float32=8.1e12, tf32=8.1e12, bfloat16=0.0)),
+]
+CPU_PEAK_MATMUL_SIZE = 1024
+
+
+def count_flops(step: Step) -> int:
+    """FLOPs of one timed call of an *eager* step (compiled code bypasses the counter)."""
+    args, kwargs = step.setup() if step.setup is not None else ((), {})
+    with FlopCounterMode(display=False) as counter:
+        step.fn(*args, **kwargs)
+    return int(counter.get_total_flops())
+
+
+def gpu_peak(name: str, dtype: str, tf32: bool) -> float | None:
+    precision = "tf32" if dtype == "float32" and tf32 else dtype
+    for fragment, peaks in GPU_PEAKS:
+        if fragment in name:
+            return peaks.get(precision) or None
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_peak(dtype: str = "float32", size: int = CPU_PEAK_MATMUL_SIZE, repeats: int = 10) -> float:
+    """FLOP/s of the best of a few large matmuls at the current thread count (measured once)."""
+    torch_dtype = getattr(torch, dtype)
+    a = torch.randn(size, size, dtype=torch_dtype)
+    b = torch.randn(size, size, dtype=torch_dtype)
+    torch.mm(a, b)  # warm-up: thread pool and code paths
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def device_peak(device: str, dtype: str) -> tuple[float | None, str]:
+    """(peak FLOP/s, where it comes from) for the case's device and dtype."""
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        peak = gpu_peak(name, dtype, tf32)
+        return peak, (f"data sheet: {name}" if peak else f"unknown GPU: {name}")
+    return cpu_peak(dtype), f"measured: {CPU_PEAK_MATMUL_SIZE}² matmul, {torch.get_num_threads()} threads"

@@ -1,0 +1,203 @@
+"""The performance gate: compare two result sets case by case; fail on real slowdowns only.
+
+A timing change counts only when it is both larger than a threshold (default 5%; per case
+or pattern overridable; never below the case's calibrated noise floor) and statistically
+significant on the raw round times: a one-sided Mann-Whitney U test, Holm-corrected for the
+number of cases compared. The ratio's 95% interval combines the order-statistic intervals of
+the two medians. Deterministic figures (FLOPs, parameters, peak CUDA memory, graphs, graph
+breaks, recompiles, operator and kernel counts) are compared on their own, exactly or with a
+tight tolerance. Pure functions: DataFrames in, DataFrames and dicts out.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from .stats import median_ci
+
+DEFAULT_THRESHOLD = 0.05
+DEFAULT_ALPHA = 0.05
+# (column, relative tolerance). Absent columns are skipped; a tolerance of 0 means exact.
+DETERMINISTIC = [
+    ("flops", 0.0), ("param_count", 0.0), ("cuda_max_allocated_bytes", 0.01),
+    ("graph_count", 0.0), ("graph_break_count", 0.0), ("recompiles", 0.0),
+    ("op_calls_per_step", 0.0), ("kernel_launches_per_step", 0.0),
+]
+# Fields whose difference makes two environments incomparable for a gate.
+ENV_FIELDS = ("torch_version", "gpu_name", "cpu_model")
+
+
+class GateInputError(ValueError):
+    """The inputs cannot be compared (exit 2); the message says why."""
+
+
+@dataclass
+class GateConfig:
+    threshold: float = DEFAULT_THRESHOLD
+    case_thresholds: dict[str, float] = field(default_factory=dict)  # fnmatch pattern -> threshold
+    noise_floor: dict[str, float] = field(default_factory=dict)  # case_id -> relative floor
+    alpha: float = DEFAULT_ALPHA
+
+    def threshold_for(self, case_id: str) -> float:
+        threshold = self.threshold
+        for pattern, value in self.case_thresholds.items():
+            if fnmatch.fnmatchcase(case_id, pattern):
+                threshold = value  # the last matching pattern wins
+        return max(threshold, self.noise_floor.get(case_id, 0.0))
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (family-wise error control across cases)."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def ratio_interval(base: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """95% interval of median(cur) / median(base) from the two medians' order-statistic CIs."""
+    b_low, b_high = median_ci(base)
+    c_low, c_high = median_ci(cur)
+    return c_low / b_high, c_high / b_low
+
+
+def _p_values(base: np.ndarray, cur: np.ndarray, ratio: float) -> tuple[float, float]:
+    """One-sided Mann-Whitney p-values (current slower, current faster), tested only in the
+    direction of the observed change: the other cannot pass the threshold, so its p is 1."""
+    if len(base) < 2 or len(cur) < 2:
+        return 1.0, 1.0
+    direction = "greater" if ratio >= 1 else "less"
+    p = float(sps.mannwhitneyu(cur, base, alternative=direction, method="asymptotic").pvalue)
+    return (p, 1.0) if ratio >= 1 else (1.0, p)
+
+
+def pool_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per case: the round times of every run of it pooled (interleaved base/head runs)."""
+    ok = df[df["status"] == "ok"]
+    if ok.empty or ok["case_id"].is_unique:
+        return df
+    pooled = ok.groupby("case_id", sort=False)["times_s"].agg(lambda lists: [t for ts in lists for t in ts])
+    last = ok.drop_duplicates("case_id", keep="last").set_index("case_id")
+    last["times_s"] = pooled
+    last["runs_pooled"] = ok.groupby("case_id")["run"].nunique()
+    return pd.concat([last.reset_index(), df[df["status"] != "ok"]], ignore_index=True)
+
+
+def common_cases(baseline: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Cases measured (status ok) in both, side by side with _base / _cur suffixes."""
+    ok_b = baseline[baseline["status"] == "ok"].drop_duplicates("case_id", keep="last")
+    ok_c = current[current["status"] == "ok"].drop_duplicates("case_id", keep="last")
+    merged = ok_b.merge(ok_c, on="case_id", suffixes=("_base", "_cur"))
+    if merged.empty:
+        raise GateInputError(
+            "no case measured in both result sets "
+            f"(baseline: {len(ok_b)} cases, current: {len(ok_c)} cases)")
+    return merged
+
+
+def compare_timing(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
+    """One row per common case: medians, ratio and its interval, p-values, verdict."""
+    rows = []
+    for _, row in merged.iterrows():
+        base = np.asarray(row["times_s_base"], dtype=float)
+        cur = np.asarray(row["times_s_cur"], dtype=float)
+        med_b, med_c = float(np.median(base)), float(np.median(cur))
+        low, high = ratio_interval(base, cur)
+        p_slower, p_faster = _p_values(base, cur, med_c / med_b)
+        threshold = config.threshold_for(row["case_id"])
+        rows.append(dict(
+            case_id=row["case_id"], baseline_s=med_b, current_s=med_c, ratio=med_c / med_b,
+            ratio_low=low, ratio_high=high, p_slower=p_slower, p_faster=p_faster,
+            threshold=threshold, rounds_base=len(base), rounds_cur=len(cur),
+            # A change can only be called once the interval clears 1: below that size, noise hides it.
+            min_detectable=max(threshold, high - 1, 1 - low),
+        ))
+    table = pd.DataFrame(rows)
+    table["p_slower_adj"] = holm(table["p_slower"].to_numpy())
+    table["p_faster_adj"] = holm(table["p_faster"].to_numpy())
+    slower = (table["ratio"] - 1 > table["threshold"]) & (table["p_slower_adj"] < config.alpha)
+    faster = (1 - table["ratio"] > table["threshold"]) & (table["p_faster_adj"] < config.alpha)
+    table["verdict"] = np.select([slower, faster], ["regression", "improvement"], "unchanged")
+    table["p_value"] = np.where(table["ratio"] >= 1, table["p_slower_adj"], table["p_faster_adj"])
+    return table.sort_values(["verdict", "ratio"], ascending=[True, False]).reset_index(drop=True)
+
+
+def compare_deterministic(merged: pd.DataFrame) -> pd.DataFrame:
+    """Every deterministic figure that changed beyond its tolerance, one row per case and figure."""
+    rows = []
+    for column, tolerance in DETERMINISTIC:
+        b_col, c_col = f"{column}_base", f"{column}_cur"
+        if b_col not in merged or c_col not in merged:
+            continue
+        for _, row in merged.iterrows():
+            before, after = row[b_col], row[c_col]
+            if not (_number(before) and _number(after)):
+                continue
+            if _changed(float(before), float(after), tolerance):
+                rows.append(dict(case_id=row["case_id"], figure=column, baseline=before, current=after,
+                                 tolerance=tolerance))
+    return pd.DataFrame(rows, columns=["case_id", "figure", "baseline", "current", "tolerance"])
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and not math.isnan(float(value))
+
+
+def _changed(before: float, after: float, tolerance: float) -> bool:
+    if tolerance == 0:
+        return before != after
+    return abs(after - before) > tolerance * max(abs(before), 1e-12)
+
+
+def check_environments(base_env: Mapping[str, Any], cur_env: Mapping[str, Any]) -> list[str]:
+    """The comparability-breaking fields that differ: 'field: baseline != current'."""
+    return [f"{key}: {base_env.get(key)!r} != {cur_env.get(key)!r}" for key in ENV_FIELDS
+            if base_env.get(key) is not None and cur_env.get(key) is not None
+            and base_env.get(key) != cur_env.get(key)]
+
+
+def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | None = None) -> dict[str, Any]:
+    """The verdict: timing table, deterministic changes, counts and whether the gate passes."""
+    config = config or GateConfig()
+    merged = common_cases(pool_runs(baseline), pool_runs(current))
+    timing = compare_timing(merged, config)
+    deterministic = compare_deterministic(merged)
+    regressions = int((timing["verdict"] == "regression").sum())
+    return dict(
+        passed=regressions == 0 and deterministic.empty,
+        timing=timing, deterministic=deterministic,
+        counts=dict(compared=len(timing), regressions=regressions,
+                    improvements=int((timing["verdict"] == "improvement").sum()),
+                    unchanged=int((timing["verdict"] == "unchanged").sum()),
+                    deterministic_changes=len(deterministic),
+                    only_in_baseline=len(set(baseline["case_id"]) - set(current["case_id"])),
+                    only_in_current=len(set(current["case_id"]) - set(baseline["case_id"]))),
+        config=dict(threshold=config.threshold, case_thresholds=config.case_thresholds,
+                    alpha=config.alpha, noise_floor_cases=len(config.noise_floor),
+                    test="one-sided Mann-Whitney U on raw rounds, Holm-corrected"),
+    )
+
+
+def noise_floor(run_a: pd.DataFrame, run_b: pd.DataFrame, safety: float = 1.5) -> dict[str, float]:
+    """Per case, from an A/A pair: how far apart two runs of the same code land, with margin."""
+    merged = common_cases(run_a, run_b)
+    floors = {}
+    for _, row in merged.iterrows():
+        a = np.asarray(row["times_s_base"], dtype=float)
+        b = np.asarray(row["times_s_cur"], dtype=float)
+        ratio = float(np.median(b) / np.median(a))
+        low, high = ratio_interval(a, b)
+        floors[row["case_id"]] = safety * max(abs(ratio - 1), high - 1, 1 - low)
+    return floors

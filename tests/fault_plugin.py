@@ -1,0 +1,66 @@
+"""Test-only workloads that fail in known ways, loaded into a benchmark run with ``-p tests.fault_plugin``.
+
+A plugin (not a conftest) so the entries exist before bench/conftest.py validates the
+selection. Nothing here is registered in normal runs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import models
+from bench.optimizers import register_optimizer
+
+
+class NaNOutput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.lin(x), dim=1) * float("nan")
+
+
+class Recompiling(nn.Module):
+    """An int attribute that changes every call: dynamo guards on it and recompiles each time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(784, 10)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return torch.log_softmax(self.lin(x) * self.calls, dim=1)
+
+
+class GraphBreak(nn.Module):
+    """print() cannot be traced: one graph break, no recompile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(784, 32)
+        self.lin2 = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.lin1(x)
+        print("", end="")
+        return torch.log_softmax(self.lin2(x), dim=1)
+
+
+_MLP = dict(input_shape=(1, 28, 28), loss="nll", num_classes=10, flatten_input=True)
+models.register_model(**_MLP, name="nan_mlp")(NaNOutput)
+models.register_model(**_MLP, name="recompiling_mlp")(Recompiling)
+models.register_model(**_MLP, name="graph_break_mlp")(GraphBreak)
+# 10^12 floats per sample: the batch itself cannot be allocated.
+models.register_model(input_shape=(1_000_000, 1_000_000), loss="nll", num_classes=10,
+                      flatten_input=True, name="huge_input")(lambda: nn.Linear(1, 1))
+register_optimizer("cuda_only_sgd", devices=("cuda",))(lambda params: torch.optim.SGD(params, lr=0.01))
+
+
+def _broken_backend(graph_module, example_inputs):
+    raise RuntimeError("the 'broken' test backend refuses to compile")
+
+
+torch._dynamo.register_backend(name="broken")(_broken_backend)

@@ -1,0 +1,163 @@
+"""The gate on real measurements: A/A passes, planted changes are caught, bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reports.gate import GateConfig, gate, holm
+from tests.conftest import ROOT, run_bench
+
+# Enough rounds for a rank test to reach significance even when rounds are slow.
+SELECTION = ["--preset", "smoke", "--models", "lenet,fashion_mlp", "--phases", "forward,train_step",
+             "--benchmark-min-rounds=15"]
+
+
+def run_gate(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reports", "gate", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, env=env)
+
+
+def planted_run(tmp_path, plant: str):
+    return run_bench(tmp_path, "-p", "tests.plant_plugin", *SELECTION, env={"BLITZBENCH_PLANT": plant})
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    run = run_bench(tmp_path_factory.mktemp("base"), *SELECTION)
+    assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr
+    return run.run_dir
+
+
+def test_a_a_smoke_runs_pass(smoke_run, tmp_path):
+    again = run_bench(tmp_path / "again", "--preset", "smoke")  # same settings as smoke_run
+    assert again.proc.returncode == 0
+    proc = run_gate(smoke_run.run_dir, again.run_dir, "--output", tmp_path / "gate")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads((tmp_path / "gate" / "gate.json").read_text())
+    assert verdict["passed"] and verdict["counts"]["compared"] == 8
+    assert verdict["counts"]["regressions"] == 0 and verdict["counts"]["deterministic_changes"] == 0
+    assert "gate: ✅ pass" in proc.stdout
+
+    # Calibrate noise floors from this A/A pair; the gate then never uses a smaller threshold.
+    floors_file = tmp_path / "noise_floor.json"
+    calib = subprocess.run([sys.executable, "-m", "reports", "calibrate", smoke_run.run_dir, again.run_dir,
+                            "--output", floors_file], cwd=ROOT, capture_output=True, text=True)
+    assert calib.returncode == 0, calib.stderr
+    floors = json.loads(floors_file.read_text())["noise_floor"]
+    assert len(floors) == 8 and all(f >= 0 for f in floors.values())
+    proc = run_gate(smoke_run.run_dir, again.run_dir, "--noise-floor", floors_file, "--threshold", "0",
+                    "--output", tmp_path / "gate2")
+    timing = json.loads((tmp_path / "gate2" / "gate.json").read_text())["timing"]
+    assert all(row["threshold"] == pytest.approx(floors[row["case_id"]]) for row in timing)
+    assert proc.returncode == 0  # every A/A change sits inside its own calibrated floor
+    missing = run_gate(smoke_run.run_dir, again.run_dir, "--noise-floor", tmp_path / "nope.json")
+    assert missing.returncode == 2 and "no such noise-floor file" in missing.stderr
+
+
+def test_planted_slowdown_is_flagged_for_exactly_its_cases(baseline, tmp_path):
+    slow = planted_run(tmp_path, "fashion_mlp:slower:1.0")  # twice the work
+    assert slow.proc.returncode == 0, slow.proc.stdout + slow.proc.stderr
+    out = tmp_path / "gate"
+    proc = run_gate(baseline, slow.run_dir, "--output", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdict = json.loads((out / "gate.json").read_text())
+    flagged = {row["case_id"] for row in verdict["timing"] if row["verdict"] == "regression"}
+    assert flagged == {"forward[fashion_mlp-cpu-eager-b64]", "train_step[fashion_mlp-adam-cpu-eager-b64]"}
+    for row in verdict["timing"]:
+        if row["case_id"] in flagged:
+            assert row["ratio"] > 1.2 and row["ratio_low"] > 1 and row["p_value"] < 0.05
+    text = (out / "gate.md").read_text()
+    assert text.index("### Regressions") < text.index("unchanged cases")
+    assert "forward[fashion_mlp-cpu-eager-b64]" in text.split("### Regressions")[1].split("###")[0]
+
+
+def test_deterministic_change_is_flagged_even_within_the_noise(baseline, tmp_path):
+    wider = planted_run(tmp_path, "fashion_mlp:wider")
+    assert wider.proc.returncode == 0, wider.proc.stdout + wider.proc.stderr
+    out = tmp_path / "gate"
+    # A threshold so high that no timing change can count: only the deterministic gate can fail.
+    proc = run_gate(baseline, wider.run_dir, "--threshold", "10", "--output", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdict = json.loads((out / "gate.json").read_text())
+    assert verdict["counts"]["regressions"] == 0
+    changed = {(row["case_id"], row["figure"]) for row in verdict["deterministic"]}
+    assert ("forward[fashion_mlp-cpu-eager-b64]", "param_count") in changed
+    assert ("train_step[fashion_mlp-adam-cpu-eager-b64]", "flops") in changed
+    assert not any(case.startswith(("forward[lenet", "train_step[lenet")) for case, _ in changed)
+    assert "### Deterministic changes" in (out / "gate.md").read_text()
+
+
+def test_unusable_inputs_exit_2_with_the_reason(baseline, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "cases.jsonl").write_text("")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "cases.jsonl").write_text((baseline / "cases.jsonl").read_text())
+    env = json.loads((baseline / "environment.json").read_text())
+    (elsewhere / "environment.json").write_text(json.dumps(dict(env, torch_version="2.4.0")))
+    other_cases = tmp_path / "other_cases.json"
+    raw = json.loads((baseline / "benchmark.json").read_text())
+    for bench in raw["benchmarks"]:
+        bench["extra_info"]["case_id"] += "-renamed"
+    other_cases.write_text(json.dumps(raw))
+    expectations = [
+        (tmp_path / "missing", "missing: no such file or folder"),
+        (bad, "bad.json: not valid JSON"),
+        (empty, "no results in"),
+        (other_cases, "no case measured in both result sets"),
+        (elsewhere, "the environments differ (torch_version: "),
+    ]
+    for current, message in expectations:
+        proc = run_gate(baseline, current)
+        assert proc.returncode == 2, (current, proc.stdout, proc.stderr)
+        assert message in proc.stderr, (message, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    assert run_gate(baseline, elsewhere, "--allow-env-mismatch", "--output", tmp_path / "g").returncode == 0
+    proc = run_gate(baseline, baseline, "--case-threshold", "nonsense")
+    assert proc.returncode == 2 and "invalid --case-threshold 'nonsense'" in proc.stderr
+
+
+def synthetic(case_ids, medians, rounds=200, spread=0.01, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "case_id": case_ids, "status": "ok", "run": "r",
+        "times_s": [list(rng.normal(m, spread * m, rounds)) for m in medians],
+    })
+
+
+def test_threshold_and_significance_both_required():
+    base = synthetic(["a", "b", "c"], [1.0, 1.0, 1.0], seed=1)
+    # a: 3% slower (significant, under the threshold); b: 10% slower; c: 10% faster.
+    cur = synthetic(["a", "b", "c"], [1.03, 1.10, 0.90], seed=2)
+    verdict = gate(base, cur).get("timing").set_index("case_id")["verdict"].to_dict()
+    assert verdict == {"a": "unchanged", "b": "regression", "c": "improvement"}
+    # Per-pattern thresholds and noise floors raise the bar for their cases only.
+    config = GateConfig(case_thresholds={"b*": 0.2}, noise_floor={"c": 0.5})
+    verdict = gate(base, cur, config)["timing"].set_index("case_id")["verdict"].to_dict()
+    assert verdict == {"a": "unchanged", "b": "unchanged", "c": "unchanged"}
+    # Too few, too noisy rounds: a 10% change is not significant, and says so in min_detectable.
+    noisy_b, noisy_c = synthetic(["n"], [1.0], rounds=5, spread=0.2, seed=3), synthetic(["n"], [1.1], rounds=5, spread=0.2, seed=4)
+    row = gate(noisy_b, noisy_c)["timing"].iloc[0]
+    assert row["verdict"] == "unchanged" and row["min_detectable"] > 0.1
+
+
+def test_holm_correction():
+    adjusted = holm(np.array([0.01, 0.04, 0.03, 0.5]))
+    assert adjusted.tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+def test_a_thousand_identical_cases_raise_no_alarm():
+    ids = [f"case{i}" for i in range(1000)]
+    base, cur = synthetic(ids, [1e-3] * 1000, rounds=300, seed=5), synthetic(ids, [1e-3] * 1000, rounds=300, seed=6)
+    result = gate(base, cur)
+    assert result["counts"]["compared"] == 1000
+    assert result["passed"] and result["counts"]["unchanged"] == 1000
