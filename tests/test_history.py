@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -49,6 +50,20 @@ def test_smoke_run_is_appended_to_the_history(smoke_run):
     assert sorted(history["case_id"]) == sorted(c.id for c in SMOKE)
     assert (history["status"] == "ok").all() and (history["median_s"] > 0).all()
     assert all(len(t) == n for t, n in zip(history["times_s"], history["rounds"]))
+    # The run's environment and git commit come with every row.
+    env = json.loads((smoke_run.run_dir / "environment.json").read_text())
+    assert env["git_commit"] and set(history["git_commit"]) == {env["git_commit"]}
+    assert set(history["started_at"]) == {env["started_at"]}
+    assert json.loads(history["environment"].iloc[0])["hostname"] == env["hostname"]
+
+
+def test_runs_are_ordered_by_when_they_started(tmp_path):
+    db = tmp_path / "history.sqlite"
+    # --run-dir folders need not be named by time: "b" started first.
+    for name, started in (("a", "2026-11-22T12:00:00Z"), ("b", "2026-11-22T11:00:00Z")):
+        run = write_run(tmp_path / name, [entry(SLOWED, rounds(1e-3))], environment={"started_at": started})
+        append_run(run, db)
+    assert list(load_history(db)["run"]) == ["b", "a"]
 
 
 def test_runs_append_and_planted_changes_are_marked(tmp_path):
