@@ -41,14 +41,16 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks (default preset) and write results/<run>/report.md; posargs go to pytest."""
+    """Run the benchmarks (default preset), write results/<run>/report.md and report.html, append
+    the run to results/history.sqlite; posargs go to pytest."""
     python = install(session)
     session.run(python, "-m", "pytest", "bench", *session.posargs)
 
 
 @nox.session
 def report(session: nox.Session) -> None:
-    """Re-render the report of a results folder (default: the latest run)."""
+    """Re-render the report of a results folder (default: the latest run); with ``-- --history``,
+    the history page (results/history.html)."""
     python = install(session)
     session.run(python, "-m", "reports", *session.posargs)
 

@@ -21,6 +21,7 @@ from .faults import CaseFailure, classify
 from .flops import cpu_peak
 from .profile_plugin import pytest_runtest_call  # noqa: F401  (the --profile pass, after timing)
 from .harness import Runner, cuda_available, synced_perf_counter
+from .progress import PLUGIN_NAME, Progress
 from .results import BENCHMARK_JSON, RunWriter, new_run_dir
 
 _CASES = pytest.StashKey[list]()
@@ -41,6 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"case matrix to start from: {', '.join(matrix.PRESETS)} (default: default)")
     group.addoption("--results-dir", dest="bb_results_dir", default="results",
                     help="folder that receives one subfolder per run (default: results)")
+    group.addoption("--history-db", dest="bb_history_db", default=None, metavar="PATH|URL",
+                    help="SQLite history every finished run is appended to: a path, sqlite:///PATH "
+                         "or file:PATH (default: RESULTS_DIR/history.sqlite)")
     group.addoption("--isolate", dest="bb_isolate", action="store_true",
                     help="measure each case in a fresh Python process (cold compile, no shared state)")
     group.addoption("--compile-backend", dest="bb_compile_backend", default="inductor",
@@ -78,6 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
     profile_plugin.configure(config)
     if config.option.collectonly or getattr(config.option, "benchmark_disable", False):
         return
+    if not config.option.bb_child:  # the parent of an --isolate run reports for its children
+        _check_history(config)  # a bad history file stops the run before it measures anything
+        config.pluginmanager.register(Progress(config), PLUGIN_NAME)
     if config.option.bb_run_dir:
         run_dir = Path(config.option.bb_run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -222,6 +229,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if writer.count:
         paths = write_report(writer.run_dir)
         session.config.stash[_REPORT] = paths
+        session.config.stash[_HISTORY] = _append_history(session, writer.run_dir, exitstatus)
 
 
 
@@ -234,3 +242,38 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         f"results: {writer.run_dir} ({writer.count} case{'' if writer.count == 1 else 's'})")
     for kind, path in config.stash.get(_REPORT, {}).items():
         terminalreporter.write_line(f"{kind}: {path}")
+    if _HISTORY in config.stash:
+        line, failed = config.stash[_HISTORY]
+        terminalreporter.write_line(f"history: {line}", red=failed, bold=failed)
+
+
+_HISTORY = pytest.StashKey[tuple]()
+
+
+def _history_db(config: pytest.Config) -> str | Path:
+    return config.option.bb_history_db or Path(config.option.bb_results_dir) / "history.sqlite"
+
+
+def _check_history(config: pytest.Config) -> None:
+    from reports.history import HistoryError, check
+
+    try:
+        check(_history_db(config))
+    except HistoryError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _append_history(session: pytest.Session, run_dir: Path, exitstatus: int) -> tuple[str, bool]:
+    """Append a finished run to the history: the summary line about it, and whether it failed."""
+    from reports.history import HistoryError, append_run
+
+    db = _history_db(session.config)
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        return f"{db}: not appended, the run was interrupted", False
+    try:
+        count = append_run(run_dir, db)
+    except HistoryError as exc:
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return f"NOT appended: {exc}", True
+    return f"{db} (+{count} case{'' if count == 1 else 's'})", False

@@ -1,5 +1,6 @@
 """Command line: ``python -m reports RUN_DIR`` re-renders the report of a results folder.
 
+``python -m reports --history`` draws each case's median over the runs in the history;
 ``python -m reports gate BASELINE CURRENT`` gates a change; ``python -m reports calibrate A B``
 stores noise floors from an A/A pair (see reports/gate_cli.py).
 """
@@ -10,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .history import DEFAULT_NAME, write_history_report
 from .load import ResultsError
 from .render import write_report
 
@@ -35,10 +37,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="a run folder such as results/20261122-120000 (default: the latest)")
     parser.add_argument("--results-dir", type=Path, default=Path("results"),
                         help="where to look for the latest run (default: results)")
+    parser.add_argument("--history", action="store_true",
+                        help="instead of one run: each case's median over the runs in the history "
+                             "(writes history.html and history.md beside the history file)")
+    parser.add_argument("--history-db", default=None, metavar="PATH|URL",
+                        help=f"the history file: a path, sqlite:///PATH or file:PATH "
+                             f"(default: RESULTS_DIR/{DEFAULT_NAME})")
     args = parser.parse_args(argv)
+    if args.history and args.run is not None:
+        parser.error(f"--history reads the history file, not a run folder; drop {args.run}")
     try:
-        run_dir = args.run or latest_run(args.results_dir)
-        paths = write_report(run_dir)
+        if args.history:
+            paths = write_history_report(args.history_db or args.results_dir / DEFAULT_NAME)
+        else:
+            paths = write_report(args.run or latest_run(args.results_dir))
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

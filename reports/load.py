@@ -19,6 +19,7 @@ STAT_COLUMNS = {
     "stddev": "stddev_s", "iqr": "iqr_s", "q1": "q1_s", "q3": "q3_s", "total": "total_s",
     "rounds": "rounds", "iterations": "iterations", "ops": "ops",
 }
+REQUIRED_STATS = ["median", "min", "max", "rounds"]  # what every report reads
 # The figures the harness records in extra_info, in the order tables show them; any other
 # extra_info key (added by a plugin, say) becomes a column too, after these.
 EXTRA_COLUMNS = [
@@ -119,6 +120,12 @@ def _row(entry: Any, path: Path, index: int) -> dict[str, Any]:
     row: dict[str, Any] = {c: extra.get(c) for c in ("case_id", *CASE_COLUMNS, *EXTRA_COLUMNS)}
     row.update({k: v for k, v in extra.items() if k not in row})
     stats = entry.get("stats") or {}
+    lacking = [k for k in REQUIRED_STATS if stats and k not in stats]
+    if lacking:
+        raise ResultsError(
+            f"{path}: benchmark {extra['case_id']} lacks the statistics {', '.join(lacking)}"
+            f" (expected pytest-benchmark stats: {', '.join(STAT_COLUMNS)})"
+        )
     for key, column in STAT_COLUMNS.items():
         value = stats.get(key)
         row[column] = np.nan if value is None else value

@@ -11,12 +11,12 @@ import pandas as pd
 from . import profile as profiles
 from . import tables
 from .load import load
+from .tables import PHASE_ORDER
 
 TIME_UNITS = [("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)]
 BYTE_UNITS = [("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10), ("B", 1.0)]
 RATE_UNITS = [("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6), ("FLOP/s", 1.0)]
 COUNT_UNITS = [("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3), ("FLOP", 1.0)]
-PHASE_ORDER = ["forward", "backward", "optimizer_step", "train_step"]
 # Environment fields shown at the top of a report, in this order, with their labels.
 ENVIRONMENT_FIELDS = [
     ("torch_version", "torch"), ("cuda_version", "CUDA"), ("cudnn_version", "cuDNN"),
@@ -45,6 +45,39 @@ def _pick(units: list[tuple[str, float]], values: Iterable[Any]) -> tuple[str, f
 
 def time_unit(seconds: Iterable[float]) -> tuple[str, float]:
     return _pick(TIME_UNITS, seconds)
+
+
+def scaled(values: Iterable[Any], units: list[tuple[str, float]]) -> tuple[str, list[str]]:
+    """A column of numbers as strings in one unit (picked by ``_pick``): ``(unit, strings)``."""
+    values = list(values)
+    unit, scale = _pick(units, values)
+    return unit, _scaled(values, scale)
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def signed_percent(value: float) -> str:
+    if value is None or _isnan(value):
+        return "–"
+    return "0.0%" if abs(value) < 0.0005 else f"{value:+.1%}"  # never "-0.0%"
+
+
+def time_with_ci(median_s: Iterable[float], low_s: Iterable[float],
+                 high_s: Iterable[float]) -> tuple[str, list[str], list[str]]:
+    """Medians and their ``low – high`` intervals as strings in the medians' unit."""
+    median_s = list(median_s)
+    unit, scale = time_unit(median_s)
+    _, medians = scaled(median_s, [(unit, scale)])
+    _, lows = scaled(low_s, [(unit, scale)])
+    _, highs = scaled(high_s, [(unit, scale)])
+    return unit, medians, [f"{lo} – {hi}" for lo, hi in zip(lows, highs)]
+
+
+def speedup_label(value: float) -> str:
+    """A speedup short enough for a heatmap cell: ``1.51×``, ``12×``."""
+    return f"{value:.0f}×" if value >= 9.95 else f"{value:.2f}×"
 
 
 def _is_number(value: object) -> bool:
@@ -174,17 +207,22 @@ def busy_machine_warnings(environments: Mapping[str, Mapping[str, Any]]) -> list
     return lines
 
 
-def compile_section(df: pd.DataFrame) -> str:
+def compile_view(df: pd.DataFrame) -> pd.DataFrame:
+    """Compiled cases: compile time, graphs, graph breaks and their reasons, recompiles."""
     compiled = df[(df["mode"] == "compile") & df["status"].isin(["ok", "invalid"])]
     if compiled.empty or "graph_count" not in compiled:
-        return ""
-    view = pd.DataFrame({
+        return pd.DataFrame()
+    return pd.DataFrame({
         "case_id": compiled["case_id"], "compile_time_s": compiled["compile_time_s"],
         "graphs": compiled["graph_count"], "graph breaks": compiled["graph_break_count"],
         "recompiles": compiled["recompiles"],
         "break reasons": compiled["graph_breaks"].map(_join_reasons),
     })
-    return _markdown_table(view)
+
+
+def compile_section(df: pd.DataFrame) -> str:
+    view = compile_view(df)
+    return "" if view.empty else _markdown_table(view)
 
 
 def _join_reasons(reasons: Any) -> str:
@@ -225,7 +263,7 @@ def markdown(df: pd.DataFrame, title: str = "blitzbench report") -> str:
 
 
 def write_report(run_dir: Path | str) -> dict[str, Path]:
-    """Load a run folder and write ``report.md`` and ``report.csv`` into it."""
+    """Load a run folder and write ``report.md``, ``report.csv`` and ``report.html`` into it."""
     run_dir = Path(run_dir)
     df = load(run_dir)
     md_path = run_dir / "report.md"
@@ -238,6 +276,9 @@ def write_report(run_dir: Path | str) -> dict[str, Path]:
     if not profile.empty:
         paths["profile csv"] = run_dir / profiles.PROFILE_CSV
         profile.to_csv(paths["profile csv"], index=False)
+    from .html import write_html  # html builds on this module
+
+    paths["html"] = write_html(run_dir, df)
     return paths
 
 
@@ -274,4 +315,29 @@ def profiles_markdown(profile: pd.DataFrame, top: int = 5) -> str:
             if not ops.empty:
                 lines += [f"Top operators by self {what} time:", "",
                           _markdown_table(ops.rename(columns=_PROFILE_NAMES)), ""]
+    return "\n".join(lines)
+
+
+# --- history (``python -m reports --history``) -------------------------------------------
+
+SIGNIFICANCE = ("A change is marked where the 95% confidence intervals of the medians of a case's "
+                "consecutive runs do not overlap and the median moved by at least {:.0%}.")
+
+
+def history_markdown(title: str, changes: pd.DataFrame, latest: pd.DataFrame, runs: pd.DataFrame,
+                     min_change: float) -> str:
+    """The history as Markdown: significant changes, each case's latest median, the runs."""
+    counts = ", ".join(count(n, noun) for n, noun in
+                       ((len(runs), "run"), (len(latest), "case"), (len(changes), "significant change")))
+    lines = [f"# {title}", "", f"{counts}. " + SIGNIFICANCE.format(min_change), ""]
+    if not changes.empty:
+        shown = changes.assign(change=changes["change"].map(signed_percent))
+        lines += ["## Significant changes", "", humanize(shown).to_markdown(index=False), ""]
+    unit, medians, cis = time_with_ci(latest["median_s"], latest["ci_low_s"], latest["ci_high_s"])
+    view = pd.DataFrame({"case_id": latest["case_id"], "runs": latest["runs"],
+                         f"median ({unit})": medians, f"95% CI ({unit})": cis,
+                         "vs previous run": latest["change"].map(signed_percent),
+                         "significant": latest["flag"]})
+    lines += ["## Latest run of each case", "", view.to_markdown(index=False), "",
+              "## Runs", "", humanize(runs).to_markdown(index=False), ""]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import stats as sps
 
 NOISY_IQR_REL = 0.10  # interquartile range above 10% of the median
@@ -50,3 +51,33 @@ def summarize(times: Sequence[float], iqr: float | None = None, iqr_threshold: f
     ci_rel = float((high - low) / median) if median else math.nan
     return dict(median_ci_low_s=low, median_ci_high_s=high, iqr_rel=iqr_rel, ci_rel_width=ci_rel,
                 noisy=bool(iqr_rel > iqr_threshold or ci_rel > ci_threshold))
+
+
+def ci_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``ci_low_s`` / ``ci_high_s`` per row: the recorded CI of the median where a run
+    has one (``median_ci_low_s``/``median_ci_high_s``), else computed from ``times_s``."""
+    low, high = [], []
+    for _, row in df.iterrows():
+        recorded = (row.get("median_ci_low_s"), row.get("median_ci_high_s"))
+        if all(v is not None and not pd.isna(v) for v in recorded):
+            lo, hi = recorded
+        else:
+            lo, hi = median_ci(row.get("times_s") or [])
+        low.append(float(lo))
+        high.append(float(hi))
+    return pd.DataFrame({"ci_low_s": low, "ci_high_s": high}, index=df.index)
+
+
+def significant_change(before: tuple[float, float, float], after: tuple[float, float, float],
+                       min_change: float) -> bool:
+    """True when two ``(median, ci_low, ci_high)`` differ beyond noise and beyond ``min_change``.
+
+    Disjoint 95% intervals of the medians is a conservative test; the relative threshold
+    keeps a real but negligible shift (thousands of rounds make any shift "significant")
+    from being flagged.
+    """
+    (m0, lo0, hi0), (m1, lo1, hi1) = before, after
+    if any(math.isnan(v) for v in (m0, lo0, hi0, m1, lo1, hi1)) or m0 <= 0:
+        return False
+    disjoint = hi1 < lo0 or lo1 > hi0
+    return disjoint and abs(m1 / m0 - 1) >= min_change

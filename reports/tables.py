@@ -7,6 +7,7 @@ import pandas as pd
 
 from .load import CASE_COLUMNS
 
+PHASE_ORDER = ["forward", "backward", "optimizer_step", "train_step"]
 PHASE_COLUMNS = ["case_id", "model", "optimizer", "device", "mode", "dtype", "batch_size",
                  "median_s", "median_ci_low_s", "median_ci_high_s", "iqr_s", "iqr_rel", "noisy",
                  "rounds", "iterations", "samples_per_s", "mem_held_bytes", "mem_peak_bytes",
@@ -75,3 +76,13 @@ def summary_line(text: object, limit: int = 200) -> str:
         return ""
     head = lines[0] + (" " + lines[1] if lines[0].endswith(":") and len(lines) > 1 else "")
     return head[:limit]
+
+
+def matrix_order(df: pd.DataFrame, first: list[str] | None = None) -> pd.DataFrame:
+    """Rows in the order the suite runs them (phase, model, optimizer, device, mode, …),
+    after the ``first`` columns (e.g. ``["run"]``)."""
+    ranks = {"phase": PHASE_ORDER, "device": ["cpu", "cuda"], "mode": ["eager", "compile"]}
+    keys = {f"_{k}": df[k].map({v: i for i, v in enumerate(order)}) for k, order in ranks.items()}
+    order = [*(first or []), "_phase", "model", "optimizer", "_device", "_mode", "dtype", "batch_size"]
+    return (df.assign(**keys).sort_values(order, na_position="first", kind="stable")
+            .drop(columns=list(keys)).reset_index(drop=True))

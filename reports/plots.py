@@ -1,0 +1,474 @@
+"""Charts for the HTML reports: matplotlib figures rendered to PNG bytes.
+
+Figures are made with ``matplotlib.figure.Figure`` and the Agg canvas directly, never
+through pyplot, so no global backend or figure state is touched (safe inside pytest and
+in notebooks). Every function returns a list of ``Chart``: a chart that would hold more
+than ``MAX_ROWS`` cases is split into pages, so labels stay legible with the full matrix.
+Units are picked by ``render`` (the one place that decides how numbers read).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+from . import render, tables
+from .render import _fmt as fmt
+from .stats import ci_columns
+
+MAX_ROWS = 20  # labelled rows (cases, heatmap rows, bar groups) per chart; more are paginated
+MAX_BARS = 40  # bars per bar chart (each carries its value; the groups are the labels)
+WIDTH_IN = 10.0
+DPI = 110
+LOG_RATIO = 30.0  # switch an axis to log scale when its values span more than this
+VARIANT_KEYS = ["device", "mode"]
+GROUP_KEYS = ["model", "optimizer", "dtype", "batch_size"]
+# One colour per variant, the same in every chart (seaborn's muted "deep" colours).
+PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
+# The first one a run recorded is charted, in this order.
+MEMORY_COLUMNS = {"mem_peak_bytes": "peak", "cuda_max_allocated_bytes": "CUDA max allocated",
+                  "mem_held_bytes": "held after step", "cuda_max_reserved_bytes": "CUDA max reserved"}
+
+_MPL = tuple(int(p) for p in matplotlib.__version__.split(".")[:2])
+# boxplot's vert= was replaced by orientation= in matplotlib 3.10.
+_HORIZONTAL = {"orientation": "horizontal"} if _MPL >= (3, 10) else {"vert": False}
+
+
+@dataclass
+class Chart:
+    """One rendered figure: the PNG, its title, alt text, and the cases it shows."""
+
+    title: str
+    png: bytes
+    alt: str
+    cases: list[str] = field(default_factory=list)
+
+
+def present(df: pd.DataFrame, column: str) -> bool:
+    """Whether a column exists and holds at least one value (figures from newer runs)."""
+    return column in df.columns and df[column].notna().any()
+
+
+def short_case(case_id: str) -> str:
+    """``train_step[lenet-adam-cpu-eager-b64]`` -> ``lenet-adam-cpu-eager-b64``."""
+    return case_id.partition("[")[2].rstrip("]") or case_id
+
+
+def pages(items: Sequence, size: int = MAX_ROWS) -> list[Sequence]:
+    """Split into nearly equal pages of at most ``size`` (21 cases: 11 + 10, not 20 + 1)."""
+    if not items:
+        return []
+    count = math.ceil(len(items) / size)
+    per = math.ceil(len(items) / count)
+    return [items[i:i + per] for i in range(0, len(items), per)]
+
+
+def _page_title(title: str, index: int, count: int) -> str:
+    return title if count == 1 else f"{title} ({index + 1}/{count})"
+
+
+def _facet_title(title: str, index: int, count: int, rows: pd.DataFrame) -> str:
+    """A page's title; a paginated chart names the models its page shows."""
+    if count == 1:
+        return title
+    return f"{_page_title(title, index, count)} — {', '.join(dict.fromkeys(rows['model']))}"
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", facecolor="white",
+                pil_kwargs={"optimize": True})
+    return buffer.getvalue()
+
+
+def _figure(rows: int, per_row: float = 0.32, extra: float = 1.3) -> Figure:
+    fig = Figure(figsize=(WIDTH_IN, extra + rows * per_row))
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def _style(ax) -> None:
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="x", color="#e5e5e5", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.tick_params(labelsize=8.5)
+
+
+def _label(row: pd.Series, keys: Iterable[str]) -> str:
+    parts = []
+    for key in keys:
+        value = row.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        parts.append(f"b{value}" if key == "batch_size" else str(value))
+    return " · ".join(parts)
+
+
+def _varying(df: pd.DataFrame, keys: Iterable[str], always: Iterable[str] = ("model", "optimizer")) -> list[str]:
+    """The keys worth printing: those that differ between rows (and the always-shown ones)."""
+    return [k for k in keys if k in always or df[k].nunique(dropna=False) > 1]
+
+
+def _variant_order(df: pd.DataFrame) -> list[str]:
+    order = df.assign(_d=df["device"].map({"cpu": 0, "cuda": 1}).fillna(2),
+                      _m=df["mode"].map({"eager": 0, "compile": 1}).fillna(2))
+    order = order.sort_values(["_d", "_m"])
+    return list(dict.fromkeys(_label(r, VARIANT_KEYS) for _, r in order.iterrows()))
+
+
+def _log_axis_if_wide(ax, values: Iterable[float]) -> bool:
+    positive = [v for v in values if v and v > 0 and not math.isnan(v)]
+    if positive and max(positive) / min(positive) > LOG_RATIO:
+        ax.set_xscale("log")
+        return True
+    return False
+
+
+# --- bars per phase: time, memory, FLOP/s ----------------------------------------------
+
+
+def phase_bars(df: pd.DataFrame, phase: str) -> list[Chart]:
+    """Median time per case of one phase: a bar per variant (device · mode) in each group.
+
+    Whiskers are the 95% confidence interval of the median, so bars that differ by less
+    than their whiskers are not distinguishable.
+    """
+    rows = _ok_phase(df, phase)
+    if rows.empty:
+        return []
+    rows = pd.concat([rows, ci_columns(rows)], axis="columns")
+    unit, scale = render.time_unit(rows["median_s"])
+    return _grouped_bars(rows, "median_s", scale, title=f"{phase}: median time per call",
+                         xlabel=f"median time per call ({unit}); whiskers: 95% CI of the median",
+                         ci=("ci_low_s", "ci_high_s"))
+
+
+def memory_bars(df: pd.DataFrame, phase: str) -> list[Chart]:
+    """Peak memory per case of one phase (the first memory figure the run recorded);
+    a diamond marks the memory still held after the step, where recorded."""
+    rows = _ok_phase(df, phase)
+    metric = next((c for c in MEMORY_COLUMNS if present(rows, c)), None)
+    if metric is None:
+        return []
+    rows = rows.dropna(subset=[metric])
+    held = "mem_held_bytes" if metric != "mem_held_bytes" and present(rows, "mem_held_bytes") else None
+    unit, scale = render._pick(render.BYTE_UNITS, rows[metric])
+    xlabel = f"{MEMORY_COLUMNS[metric]} memory ({unit})" + ("; ◆ held after the step" if held else "")
+    return _grouped_bars(rows, metric, scale, title=f"{phase}: {MEMORY_COLUMNS[metric]} memory",
+                         xlabel=xlabel, marker=held)
+
+
+def flops_bars(df: pd.DataFrame, phase: str) -> list[Chart]:
+    """Achieved FLOP/s per case of one phase; the share of the device's peak where known."""
+    rows = _ok_phase(df, phase)
+    if not present(rows, "flops_per_s"):
+        return []
+    rows = rows.dropna(subset=["flops_per_s"])
+    unit, scale = render._pick(render.RATE_UNITS, rows["flops_per_s"])
+    labels = None
+    if present(rows, "peak_share"):
+        _, shares = render.scaled(100 * rows["peak_share"].astype(float), [("%", 1.0)])
+        labels = [f"{fmt(v / scale)} ({s}% of peak)" if s != "–" else fmt(v / scale)
+                  for v, s in zip(rows["flops_per_s"], shares)]
+    return _grouped_bars(rows, "flops_per_s", scale, title=f"{phase}: achieved FLOP/s",
+                         xlabel=f"achieved {unit}", labels=labels)
+
+
+def _ok_phase(df: pd.DataFrame, phase: str) -> pd.DataFrame:
+    rows = tables.ok(df)
+    return rows[rows["phase"] == phase].reset_index(drop=True)
+
+
+def _grouped_bars(rows: pd.DataFrame, value_col: str, scale: float, title: str, xlabel: str,
+                  ci: tuple[str, str] | None = None, marker: str | None = None,
+                  labels: list[str] | None = None) -> list[Chart]:
+    """Bar charts of one phase's cases: a group per model · optimizer (and whatever else
+    varies), a coloured bar per variant, faceted by model and paginated to ``MAX_BARS`` bars."""
+    # Plot in the display unit, so ticks fall on round numbers of that unit.
+    numbers = [c for c in (value_col, *(ci or ()), marker) if c is not None]
+    rows = rows.reset_index(drop=True)
+    rows = rows.assign(**{c: rows[c].astype(float) / scale for c in numbers})
+    group_keys = _varying(rows, GROUP_KEYS)
+    rows = rows.assign(_group=[_label(r, group_keys) for _, r in rows.iterrows()],
+                       _variant=[_label(r, VARIANT_KEYS) for _, r in rows.iterrows()],
+                       _text=labels if labels is not None else [fmt(v) for v in rows[value_col]])
+    variants = _variant_order(rows)
+    per_page = max(1, min(MAX_ROWS, MAX_BARS // len(variants)))
+    page_list = _model_pages(rows, per_page)
+    charts = []
+    for i, groups in enumerate(page_list):
+        chunk = rows[rows["_group"].isin(groups)]
+        fig = _bar_figure(chunk, groups, variants, value_col, ci, marker)
+        ax = fig.axes[0]
+        ax.set_xlabel(xlabel, fontsize=9)
+        page_title = _facet_title(title, i, len(page_list), chunk)
+        ax.set_title(page_title, loc="left", fontsize=11, fontweight="bold")
+        charts.append(Chart(page_title, _png(fig), f"Bar chart: {title}", list(chunk["case_id"])))
+    return charts
+
+
+def _model_pages(rows: pd.DataFrame, per_page: int) -> list[list[str]]:
+    """Pages of row labels (``_group``) facetted by model: a model's rows stay on one page
+    where they fit, small models share a page, a model too large for one gets its own pages."""
+    result: list[list[str]] = []
+    current: list[str] = []
+    for model in dict.fromkeys(rows["model"]):
+        groups = list(dict.fromkeys(rows.loc[rows["model"] == model, "_group"]))
+        if len(groups) > per_page:
+            result += [current] if current else []
+            result += [list(p) for p in pages(groups, per_page)]
+            current = []
+        elif len(current) + len(groups) > per_page:
+            result.append(current)
+            current = groups
+        else:
+            current += groups
+    return result + ([current] if current else [])
+
+
+def _bar_figure(rows: pd.DataFrame, groups: Sequence[str], variants: Sequence[str], value_col: str,
+                ci: tuple[str, str] | None, marker: str | None) -> Figure:
+    """Horizontal grouped bars: one group per row label, one coloured bar per variant."""
+    present_variants = [v for v in variants if v in set(rows["_variant"])]
+    n = len(present_variants)
+    height = min(0.8 / max(n, 1), 0.5)  # a lone bar per group stays slim
+    fig = _figure(len(groups), per_row=0.22 + 0.2 * n)
+    ax = fig.add_subplot()
+    _style(ax)
+    index = {g: i for i, g in enumerate(groups)}
+    for k, variant in enumerate(present_variants):
+        part = rows[rows["_variant"] == variant]
+        y = np.array([index[g] for g in part["_group"]]) - 0.4 + height * (k + 0.5)
+        values = part[value_col].to_numpy(dtype=float)
+        xerr, ends = None, values
+        if ci is not None:
+            low, high = part[ci[0]].to_numpy(dtype=float), part[ci[1]].to_numpy(dtype=float)
+            xerr = np.vstack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
+            ends = np.fmax(values, high)  # the label goes past the whisker, not over it
+        ax.barh(y, values, height=height * 0.92, color=PALETTE[variants.index(variant) % len(PALETTE)],
+                label=variant, xerr=xerr, error_kw=dict(ecolor="#333", elinewidth=0.8, capsize=2))
+        if marker is not None:
+            ax.scatter(part[marker].to_numpy(dtype=float), y, marker="D", s=14, color="#222", zorder=3)
+        for yy, end, text in zip(y, ends, part["_text"]):
+            ax.annotate(text, (end, yy), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=7.5, color="#333")
+    ax.set_yticks(range(len(groups)), groups)
+    ax.set_ylim(len(groups) - 0.5, -0.5)  # first group on top, as in the table
+    _value_axis(ax, rows[value_col])
+    ax.margins(x=0.14)
+    if n > 1:
+        fig.legend(loc="outside upper right", ncols=n, fontsize=8, frameon=False)
+    return fig
+
+
+def _value_axis(ax, values: Iterable[float]) -> None:
+    """Tick labels formatted by ``render``; a log axis (ticks at 1, 2, 5 × 10^k) when values span widely."""
+    if _log_axis_if_wide(ax, values):
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt(v)))
+
+
+# --- raw round times -------------------------------------------------------------------
+
+
+def round_time_boxes(df: pd.DataFrame, phase: str) -> list[Chart]:
+    """The distribution of every round's time per case: box (quartiles, 1.5 IQR whiskers)
+    with the individual rounds drawn as dots when there are few of them."""
+    rows = _ok_phase(df, phase)
+    rows = rows[rows["times_s"].map(len) > 0]
+    if rows.empty:
+        return []
+    unit, scale = render.time_unit(rows["median_s"])
+    all_times = np.concatenate([np.asarray(t, dtype=float) / scale for t in rows["times_s"]])
+    page_list = _model_pages(rows.assign(_group=rows["case_id"]), MAX_ROWS)
+    charts = []
+    for i, page in enumerate(page_list):
+        chunk = rows[rows["case_id"].isin(page)]
+        fig = _figure(len(chunk), per_row=0.34)
+        ax = fig.add_subplot()
+        _style(ax)
+        data = [np.asarray(t, dtype=float) / scale for t in chunk["times_s"]]
+        positions = np.arange(len(data))
+        ax.boxplot(data, positions=positions, widths=0.6, showfliers=True, **_HORIZONTAL,
+                   patch_artist=True, medianprops=dict(color="#C44E52", linewidth=1.5),
+                   boxprops=dict(facecolor="#dbe4f0", edgecolor="#4C72B0"),
+                   whiskerprops=dict(color="#4C72B0"), capprops=dict(color="#4C72B0"),
+                   flierprops=dict(marker=".", markersize=2.5, alpha=0.35, markeredgecolor="none",
+                                   markerfacecolor="#555"))
+        rng = np.random.default_rng(0)  # fixed jitter: the same report renders the same
+        for pos, times in zip(positions, data):
+            if len(times) <= 60:
+                ax.scatter(times, pos + rng.uniform(-0.18, 0.18, len(times)), s=7, color="#333",
+                           alpha=0.6, zorder=3, linewidths=0)
+        # The chart is per phase: the label drops the phase.
+        ax.set_yticks(positions, [short_case(c) for c in chunk["case_id"]])
+        ax.set_ylim(len(data) - 0.5, -0.5)
+        _value_axis(ax, all_times)
+        ax.set_xlabel(f"time per call in each round ({unit}); box: quartiles; red: median", fontsize=9)
+        title = _facet_title(f"{phase}: round times", i, len(page_list), chunk)
+        ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
+        charts.append(Chart(title, _png(fig), f"Box plots of the raw round times of {phase} cases",
+                            list(chunk["case_id"])))
+    return charts
+
+
+# --- speedup heatmaps ------------------------------------------------------------------
+
+SPEEDUPS: list[tuple[str, str, Callable[[pd.DataFrame], pd.DataFrame]]] = [
+    ("eager → compile speedup", "mode", tables.compile_speedup),
+    ("CPU → CUDA speedup", "device", tables.device_speedup),
+]
+NO_OPTIMIZER_PANEL = "forward · backward"
+
+
+def speedup_heatmaps(df: pd.DataFrame) -> list[Chart]:
+    """Model × optimizer heatmaps of each speedup, a panel per phase (forward and backward,
+    which take no optimizer, share one); > 1× means faster."""
+    charts = []
+    for title, axis, speedup in SPEEDUPS:
+        table = speedup(df)
+        if table.empty:
+            continue
+        no_optimizer = table["optimizer"].isna()
+        table = table.assign(_panel=table["phase"].where(~no_optimizer, NO_OPTIMIZER_PANEL),
+                             _column=table["optimizer"].where(~no_optimizer, table["phase"]))
+        row_keys = _varying(table, [k for k in ("model", "device", "mode", "dtype", "batch_size")
+                                    if k != axis], always=("model",))
+        table["_row"] = [_label(r, row_keys) for _, r in table.iterrows()]
+        row_labels = list(dict.fromkeys(table["_row"]))
+        page_list = pages(row_labels)
+        for i, page in enumerate(page_list):
+            fig = _heatmap_figure(table[table["_row"].isin(page)], page)
+            page_title = _page_title(title, i, len(page_list))
+            fig.suptitle(page_title + " (× faster; > 1 is faster)", x=0.01, ha="left",
+                         fontsize=11, fontweight="bold")
+            charts.append(Chart(page_title, _png(fig), f"Heatmap of the {title}, model by optimizer",
+                                list(page)))
+    return charts
+
+
+def _heatmap_figure(table: pd.DataFrame, row_labels: list[str]) -> Figure:
+    panels = [p for p in (NO_OPTIMIZER_PANEL, *render.PHASE_ORDER) if p in set(table["_panel"])]
+    columns = {p: list(dict.fromkeys(table.loc[table["_panel"] == p, "_column"])) for p in panels}
+    if NO_OPTIMIZER_PANEL in columns:  # its columns are phases: in phase order
+        columns[NO_OPTIMIZER_PANEL].sort(key=render.PHASE_ORDER.index)
+    widths = [len(c) for c in columns.values()]
+    fig = Figure(figsize=(min(WIDTH_IN, 2.8 + 0.62 * sum(widths) + 0.5 * len(panels)),
+                          1.9 + 0.36 * len(row_labels)))
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(1, len(panels), width_ratios=widths, squeeze=False)[0]
+    log2 = np.log2(table["speedup"].astype(float))
+    limit = max(1.0, float(np.nanmax(np.abs(log2))))
+    norm = Normalize(-limit, limit)
+    image = None
+    for ax, panel in zip(axes, panels):
+        grid = (table[table["_panel"] == panel]
+                .pivot_table(index="_row", columns="_column", values="speedup", aggfunc="median")
+                .reindex(index=row_labels, columns=columns[panel]))
+        values = grid.to_numpy(dtype=float)
+        image = ax.imshow(np.log2(values), cmap="RdBu", norm=norm, aspect="auto")
+        for (r, c), value in np.ndenumerate(values):
+            if not math.isnan(value):
+                dark = abs(math.log2(value)) > 0.6 * limit
+                ax.text(c, r, render.speedup_label(value), ha="center", va="center", fontsize=7.5,
+                        color="white" if dark else "#222")
+        ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=35, ha="right", fontsize=8.5)
+        ax.set_yticks(range(len(row_labels)), row_labels if ax is axes[0] else [], fontsize=8.5)
+        ax.set_title(panel, fontsize=9.5)
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    bar = fig.colorbar(image, ax=list(axes), shrink=0.9, pad=0.02)
+    step = max(1, math.ceil(limit / 3))  # at most 7 ticks, at powers of two
+    ticks = list(range(-step * int(limit // step), int(limit) + 1, step))
+    bar.set_ticks(ticks, labels=[f"{fmt(2.0 ** t)}×" for t in ticks])
+    return fig
+
+
+# --- history ---------------------------------------------------------------------------
+
+HISTORY_PER_FIGURE = 12  # small multiples: 3 columns × 4 rows
+HISTORY_COLUMNS = 3
+
+
+def history_charts(history: pd.DataFrame) -> list[Chart]:
+    """Each case's median over runs with its 95% CI band; significant changes marked.
+
+    ``history`` has one row per (run, case) in run order, with ``median_s``, ``ci_low_s``,
+    ``ci_high_s`` and ``change`` (``"slower"``, ``"faster"`` or empty).
+    """
+    runs = list(dict.fromkeys(history["run"]))
+    cases = list(dict.fromkeys(history["case_id"]))
+    page_list = pages(cases, HISTORY_PER_FIGURE)
+    charts = []
+    for i, page in enumerate(page_list):
+        fig = _history_figure(history, page, runs)
+        title = _page_title("Median time per call over runs", i, len(page_list))
+        fig.suptitle(title, x=0.01, ha="left", fontsize=11, fontweight="bold")
+        charts.append(Chart(title, _png(fig), "Line charts of each case's median over runs",
+                            list(page)))
+    return charts
+
+
+def _history_figure(history: pd.DataFrame, cases: Sequence[str], runs: list[str]) -> Figure:
+    columns = min(HISTORY_COLUMNS, len(cases))
+    rows = math.ceil(len(cases) / columns)
+    fig = Figure(figsize=(WIDTH_IN, 0.6 + 2.3 * rows))
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, case_id in zip(axes, cases):
+        _history_panel(ax, history[history["case_id"] == case_id], runs, case_id)
+    for ax in axes[len(cases):]:
+        ax.set_visible(False)
+    return fig
+
+
+def _history_panel(ax, rows: pd.DataFrame, runs: list[str], case_id: str) -> None:
+    _style(ax)
+    ax.grid(axis="y", color="#e5e5e5", linewidth=0.8)
+    x = np.array([runs.index(r) for r in rows["run"]])
+    unit, scale = render.time_unit(rows["median_s"])
+    median, low, high = (rows[c].to_numpy(dtype=float) / scale for c in ("median_s", "ci_low_s", "ci_high_s"))
+    # A run stored without its rounds has no interval: its band narrows to the median.
+    low, high = np.where(np.isnan(low), median, low), np.where(np.isnan(high), median, high)
+    ax.fill_between(x, low, high, color="#4C72B0", alpha=0.18, linewidth=0, label="95% CI")
+    ax.plot(x, median, color="#4C72B0", marker="o", markersize=3.5, linewidth=1.4, label="median")
+    for change, marker, colour in (("slower", "^", "#C44E52"), ("faster", "v", "#55A868")):
+        hit = (rows["change"] == change).to_numpy()
+        if hit.any():
+            ax.scatter(x[hit], median[hit], marker=marker, s=70, color=colour, zorder=4,
+                       edgecolors="white", linewidths=0.8, label=change)
+    ax.set_title(case_id, fontsize=8.5, loc="left")
+    ax.set_ylabel(unit, fontsize=8)
+    # At least ±10% of the typical median in view: the band shows, noise is not blown up.
+    centre, low_end, high_end = np.nanmedian(median), np.nanmin(low), np.nanmax(high)
+    half = max((high_end - low_end) / 2 * 1.15, 0.1 * centre)
+    middle = (high_end + low_end) / 2
+    ax.set_ylim(max(0.0, middle - half), middle + half)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: _short_run(runs, v)))
+    ax.set_xlim(-0.3, max(len(runs) - 0.7, 0.3))
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def _short_run(runs: list[str], position: float) -> str:
+    """``20261122-113646`` -> ``11-22 11:36``: run folders are named by their UTC start."""
+    i = int(round(position))
+    if not 0 <= i < len(runs):
+        return ""
+    name = runs[i]
+    if len(name) >= 15 and name[8] == "-" and name[:8].isdigit():
+        return f"{name[4:6]}-{name[6:8]} {name[9:11]}:{name[11:13]}"
+    return name[:14]

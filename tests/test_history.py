@@ -1,0 +1,226 @@
+"""The history: every finished run lands in SQLite; changes between runs are marked."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from bench import cases as matrix
+from reports.__main__ import main
+from reports.history import HistoryError, append_run, check, load_history, locate, mark_changes
+from reports.stats import median_ci, significant_change
+from tests.browser import open_page
+from tests.conftest import ROOT, run_bench
+from tests.synthetic import entry, rounds, write_run
+
+SMOKE = matrix.select("smoke")
+SLOWED, FASTER, STEADY = SMOKE[0], SMOKE[1], SMOKE[2]
+
+
+def run_name(i: int) -> str:
+    return f"20261122-{10 + i:02d}0000"  # named by start time, as the suite names runs
+
+
+def planted_runs(tmp_path, count: int = 4) -> list:
+    """Runs in which SLOWED gets 30% slower from run 2 on and FASTER 20% faster from run 3."""
+    runs = []
+    for r in range(count):
+        entries = []
+        for i, case in enumerate(SMOKE):
+            median = 1e-3 * (i + 1)
+            median *= 1.3 if case == SLOWED and r >= 2 else 1.0
+            median *= 0.8 if case == FASTER and r >= 3 else 1.0
+            entries.append(entry(case, rounds(median, n=60, spread=0.02, seed=100 * r + i)))
+        env = {"git_commit": f"c0ffee{r}", "torch_version": "2.15.0", "gpu_name": "none"}
+        runs.append(write_run(tmp_path / run_name(r), entries, environment=env))
+    return runs
+
+
+def test_smoke_run_is_appended_to_the_history(smoke_run):
+    db = smoke_run.results_dir / "history.sqlite"
+    assert f"history: {db} (+8 cases)" in smoke_run.proc.stdout
+    history = load_history(db)
+    assert set(history["run"]) == {smoke_run.run_dir.name}
+    assert sorted(history["case_id"]) == sorted(c.id for c in SMOKE)
+    assert (history["status"] == "ok").all() and (history["median_s"] > 0).all()
+    assert all(len(t) == n for t, n in zip(history["times_s"], history["rounds"]))
+    # The run's environment and git commit come with every row.
+    env = json.loads((smoke_run.run_dir / "environment.json").read_text())
+    assert env["git_commit"] and set(history["git_commit"]) == {env["git_commit"]}
+    assert set(history["started_at"]) == {env["started_at"]}
+    assert json.loads(history["environment"].iloc[0])["hostname"] == env["hostname"]
+
+
+def test_runs_are_ordered_by_when_they_started(tmp_path):
+    db = tmp_path / "history.sqlite"
+    # --run-dir folders need not be named by time: "b" started first.
+    for name, started in (("a", "2026-11-22T12:00:00Z"), ("b", "2026-11-22T11:00:00Z")):
+        run = write_run(tmp_path / name, [entry(SLOWED, rounds(1e-3))], environment={"started_at": started})
+        append_run(run, db)
+    assert list(load_history(db)["run"]) == ["b", "a"]
+
+
+def test_runs_append_and_planted_changes_are_marked(tmp_path):
+    db = tmp_path / "history.sqlite"
+    runs = planted_runs(tmp_path)
+    for run in runs:
+        assert append_run(run, db) == len(SMOKE)
+    append_run(runs[1], db)  # appending a run again replaces it, never duplicates it
+    history = load_history(db)
+    assert len(history) == len(runs) * len(SMOKE)
+    assert list(dict.fromkeys(history["run"])) == [r.name for r in runs]
+    stored = history.set_index(["run", "case_id"]).loc[(runs[3].name, SLOWED.id)]
+    assert stored["git_commit"] == "c0ffee3" and '"gpu_name": "none"' in stored["environment"]
+
+    marked = mark_changes(history).set_index(["case_id", "run"])["change"]
+    assert marked[SLOWED.id].to_dict() == {runs[0].name: "", runs[1].name: "", runs[2].name: "slower",
+                                           runs[3].name: ""}
+    assert marked[FASTER.id][runs[3].name] == "faster"
+    assert (marked[FASTER.id].iloc[:3] == "").all()
+    unchanged = [c.id for c in SMOKE if c not in (SLOWED, FASTER)]
+    assert (marked.loc[unchanged] == "").all()  # noise alone is never marked
+
+
+def test_significance_needs_disjoint_intervals_and_a_real_shift():
+    base = (1.00, 0.99, 1.01)
+    assert significant_change(base, (1.10, 1.09, 1.11), 0.05)
+    assert significant_change(base, (0.90, 0.89, 0.91), 0.05)
+    assert not significant_change(base, (1.03, 1.02, 1.04), 0.05)  # certain, but under 5%
+    assert not significant_change(base, (1.10, 1.00, 1.20), 0.05)  # intervals overlap
+    times = [float(t) for t in range(1, 101)]
+    low, high = median_ci(times)
+    assert low < 50.5 < high and high - low < 25
+    assert median_ci([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few rounds for 95%: the whole range
+
+
+def test_recorded_interval_is_preferred_to_the_raw_rounds():
+    # Three rounds give no 95% interval of their own (it is their whole range, which
+    # overlaps); newer runs record one, and then it decides.
+    history = pd.DataFrame({
+        "run": ["a", "b"], "case_id": ["x", "x"], "status": ["ok", "ok"],
+        "median_s": [1.0, 1.3], "times_s": [[0.5, 1.0, 1.5], [0.8, 1.3, 1.8]],
+    })
+    assert list(mark_changes(history)["change"]) == ["", ""]
+    recorded = history.assign(median_ci_low_s=[0.95, 1.25], median_ci_high_s=[1.05, 1.35])
+    assert list(mark_changes(recorded)["change"]) == ["", "slower"]
+
+
+def run_reports(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reports", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+def test_history_command_writes_a_page_that_renders(tmp_path):
+    db = tmp_path / "history.sqlite"
+    for run in planted_runs(tmp_path):
+        append_run(run, db)
+    proc = run_reports("--history", "--history-db", f"sqlite:///{db}")
+    assert proc.returncode == 0, proc.stderr
+    markdown = (tmp_path / "history.md").read_text()
+    assert "4 runs, 8 cases, 2 significant changes" in markdown
+    line = next(ln for ln in markdown.splitlines() if ln.startswith(f"| {run_name(2)} | {SLOWED.id} "))
+    assert 25 < float(line.split("|")[5].strip().rstrip("%")) < 35  # planted: +30%
+    with open_page((tmp_path / "history.html").as_uri()) as (page, errors):
+        sizes = page.evaluate("Promise.all(Array.from(document.images).map(i => i.decode().then(() => i.naturalWidth)))")
+        marked_rows = page.locator("#changes tbody tr").count()
+    assert errors.all == [] and sizes and all(w > 0 for w in sizes)
+    assert marked_rows == 2
+
+
+CONCURRENT_WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from reports.history import append_run
+    db, go, *runs = sys.argv[1:]
+    while not Path(go).exists():
+        time.sleep(0.001)
+    for run in runs:
+        append_run(run, db)
+""")
+
+
+def test_concurrent_runs_both_land(tmp_path):
+    # Two machines, two results folders, one shared history; both started in the same
+    # seconds, so their run folders have the same names.
+    db, go = tmp_path / "history.sqlite", tmp_path / "go"
+    cases = SMOKE[:4]
+    runs = {machine: [write_run(tmp_path / machine / f"20261122-1200{i:02d}",
+                                [entry(c, rounds(1e-3, n=500)) for c in cases]) for i in range(20)]
+            for machine in ("a", "b")}
+    writers = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, str(db), str(go), *map(str, folders)],
+                                cwd=ROOT, stderr=subprocess.PIPE, text=True) for folders in runs.values()]
+    go.touch()  # both processes start appending at the same moment
+    for writer in writers:
+        _, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+    history = load_history(db)
+    assert len(history) == 40 * len(cases)
+    names = {r.name for r in runs["a"]}
+    assert set(history["run"]) == names | {f"{n}-1" for n in names}  # same name: the second gets -1
+    assert set(history["run_dir"]) == {str(r.resolve()) for folders in runs.values() for r in folders}
+    append_run(runs["b"][0], db)  # appending a folder again replaces its rows, under its name
+    assert len(load_history(db)) == 40 * len(cases)
+
+
+def corrupt_files(tmp_path):
+    """Files a history path may hold by mistake: garbage, a damaged database, another database."""
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database\n" * 200)
+    damaged = tmp_path / "damaged.sqlite"
+    append_run(planted_runs(tmp_path / "runs", count=1)[0], damaged)
+    data = bytearray(damaged.read_bytes())
+    data[100:len(data)] = b"\xff" * (len(data) - 100)  # pages overwritten, header intact
+    damaged.write_bytes(bytes(data))
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER)")
+    conn.close()
+    return {"garbage": (garbage, "not an SQLite database"), "damaged": (damaged, "damaged SQLite database"),
+            "other": (other, "without a 'case_runs' table")}
+
+
+def test_corrupt_history_is_reported_and_left_untouched(tmp_path, capsys):
+    run = planted_runs(tmp_path / "runs2", count=1)[0]
+    for path, message in corrupt_files(tmp_path).values():
+        before = path.read_bytes()
+        siblings = sorted(p.name for p in path.parent.iterdir())
+        with pytest.raises(HistoryError, match=message) as raised:
+            append_run(run, path)
+        assert str(path) in str(raised.value) and "left untouched" in str(raised.value)
+        assert main(["--history", "--history-db", str(path)]) == 2
+        assert message in capsys.readouterr().err
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in path.parent.iterdir()) == siblings  # no journal left behind
+
+
+def test_bench_run_refuses_a_corrupt_history_before_measuring(tmp_path):
+    bad = tmp_path / "garbage.sqlite"
+    bad.write_bytes(b"\x00garbage" * 64)
+    results = tmp_path / "results"
+    proc = run_bench(results, "--preset", "smoke", "--history-db", str(bad)).proc
+    assert proc.returncode != 0
+    assert f"{bad}: not an SQLite database" in proc.stderr and "Traceback" not in proc.stderr
+    assert not results.exists() or not any(results.iterdir())  # nothing was measured
+    assert bad.read_bytes() == b"\x00garbage" * 64
+
+
+def test_history_locations():
+    assert locate("results/history.sqlite").as_posix() == "results/history.sqlite"
+    assert locate("sqlite:///results/h.sqlite").as_posix() == "results/h.sqlite"
+    assert locate("sqlite:////abs/h.sqlite").as_posix() == "/abs/h.sqlite"
+    assert locate("file:///abs/h.sqlite").as_posix() == "/abs/h.sqlite"
+    with pytest.raises(HistoryError, match=r"unsupported history location 'postgres://db/x'; valid forms"):
+        check("postgres://db/x")
+
+
+def test_history_command_without_a_history(tmp_path):
+    proc = run_reports("--history", "--results-dir", tmp_path)
+    assert proc.returncode == 2
+    assert f"{tmp_path / 'history.sqlite'}: no history yet" in proc.stderr
+    assert "Traceback" not in proc.stderr
