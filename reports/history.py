@@ -41,6 +41,7 @@ NUMBER_COLUMNS = [
     "ci_rel_width", "noisy", "mem_param_bytes", "mem_held_bytes", "mem_peak_bytes",
     "cuda_max_allocated_bytes", "cuda_max_reserved_bytes", "flops", "flops_per_s",
     "peak_flops_per_s", "peak_share", "graph_count", "graph_break_count", "recompiles",
+    "trace_bytes", "op_calls_per_step", "kernel_launches_per_step",
 ]
 # Lists (graph break and recompile reasons, round times) and objects are stored as JSON.
 TEXT_COLUMNS = ["phase", "model", "optimizer", "device", "mode", "dtype", "status", "error",

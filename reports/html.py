@@ -27,7 +27,7 @@ STYLE = """
 * { box-sizing: border-box; }
 body { margin:0; background:var(--bg); color:var(--ink);
        font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif; }
-main { max-width:1160px; margin:0 auto; padding:28px 24px 60px; }
+main { max-width:1240px; margin:0 auto; padding:28px 24px 60px; }
 header h1 { margin:0; font-size:26px; letter-spacing:-0.01em; }
 header p { margin:4px 0 0; color:var(--muted); }
 nav { margin:18px 0 8px; display:flex; flex-wrap:wrap; gap:6px; }
@@ -48,8 +48,8 @@ dl.env dd { margin:0; font-family:ui-monospace,"DejaVu Sans Mono",monospace; fon
             overflow-wrap:anywhere; }
 .note { color:var(--muted); font-size:13px; }
 .scroll { overflow-x:auto; }
-table { border-collapse:collapse; width:100%; font-size:13px; }
-th, td { padding:5px 8px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
+table { border-collapse:collapse; width:100%; font-size:12.5px; }
+th, td { padding:5px 7px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
 th { position:sticky; top:0; background:#f9fafb; font-weight:600; color:#344054; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 tr.group td { background:#f2f4f7; font-weight:600; color:#344054; }
