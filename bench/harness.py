@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
@@ -107,7 +107,7 @@ def build_step(case: Case, seed: int = 0, compile_backend: str = "inductor") -> 
     if optimizer is not None and case.mode == "compile":
         opt_step = torch.compile(optimizer.step, backend=compile_backend)
 
-    setup = None
+    setup: Callable[[], tuple[tuple, dict]] | None = None
     if case.phase == "forward":
 
         def fn() -> torch.Tensor:

@@ -16,11 +16,21 @@ from .load import ResultsError
 from .render import write_report
 
 
+RUN_FILES = ("cases.jsonl", "benchmark.json")
+
+
 def latest_run(results_dir: Path) -> Path:
-    runs = sorted(p for p in results_dir.glob("*") if p.is_dir()) if results_dir.is_dir() else []
+    """The most recently written run folder directly under ``results_dir``.
+
+    Only folders holding results count (not ``calibration/`` or a study's folder of runs), and
+    by when their results were written, since a named --run-dir need not sort by time.
+    """
+    runs = {run: max((run / n).stat().st_mtime for n in RUN_FILES if (run / n).is_file())
+            for run in results_dir.glob("*")
+            if run.is_dir() and any((run / n).is_file() for n in RUN_FILES)}
     if not runs:
         raise ResultsError(f"{results_dir}: no run folders; run `nox -s bench` first")
-    return runs[-1]
+    return max(runs, key=runs.get)
 
 
 SUBCOMMANDS = ("gate", "calibrate")

@@ -102,8 +102,10 @@ def test_interrupted_run_keeps_its_finished_cases(tmp_path):
 
 
 def test_compile_case_records_compile_time_outside_the_timing(tmp_path):
+    # A truly cold compile (no on-disk inductor cache): seconds, far above any stalled round.
     run = run_bench(tmp_path, "--models", "fashion_mlp", "--optimizers", "sgd",
-                    "--phases", "train_step", "--modes", "compile")
+                    "--phases", "train_step", "--modes", "compile",
+                    env={"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"})
     assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr
     row = load(run.run_dir).iloc[0]
     assert row["case_id"] == "train_step[fashion_mlp-sgd-cpu-compile-b64]"

@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from reports import load
 from tests.conftest import run_bench
 

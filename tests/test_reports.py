@@ -125,3 +125,22 @@ def test_reports_command_bad_folder_exits_2(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = run_reports("--results-dir", tmp_path)
     assert proc.returncode == 2 and "no run folders" in proc.stderr
+
+
+def test_latest_run_is_the_newest_folder_with_results(tmp_path):
+    import os
+
+    from reports.__main__ import latest_run
+
+    old = tmp_path / "20260101-000000"
+    old.mkdir()
+    (old / "cases.jsonl").write_text("")
+    (tmp_path / "calibration" / "a").mkdir(parents=True)  # a folder of runs, not a run
+    (tmp_path / "zzz-empty").mkdir()
+    assert latest_run(tmp_path) == old
+    named = tmp_path / "mine"  # --run-dir names need not sort by time
+    named.mkdir()
+    (named / "cases.jsonl").write_text("")
+    later = (old / "cases.jsonl").stat().st_mtime + 10
+    os.utime(named / "cases.jsonl", (later, later))
+    assert latest_run(tmp_path) == named
