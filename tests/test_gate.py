@@ -14,7 +14,9 @@ from reports.gate import GateConfig, gate, holm
 from tests.conftest import ROOT, run_bench
 
 # Enough rounds for a rank test to reach significance even when rounds are slow.
-SELECTION = ["--preset", "smoke", "--models", "lenet,fashion_mlp", "--phases", "forward,train_step",
+# fashion_mlp_dropout is the control: the gate study found train_step[lenet-*] varying up to
+# ~12% between processes on a 2-core VM, which only a calibrated noise floor absorbs.
+SELECTION = ["--preset", "smoke", "--models", "fashion_mlp_dropout,fashion_mlp", "--phases", "forward,train_step",
              "--benchmark-min-rounds=15"]
 
 
@@ -37,7 +39,12 @@ def baseline(tmp_path_factory):
 def test_a_a_smoke_runs_pass(smoke_run, tmp_path):
     again = run_bench(tmp_path / "again", "--preset", "smoke")  # same settings as smoke_run
     assert again.proc.returncode == 0
-    proc = run_gate(smoke_run.run_dir, again.run_dir, "--output", tmp_path / "gate")
+    # lenet's train_step moves up to ~12% between processes here (python -m tests.gate_study):
+    # a per-case threshold, the documented remedy short of calibration.
+    # 10%: this checks the gate on real runs; the false-alarm rate at the default 5% is what
+    # tests/gate_study.py measures (and calibrated noise floors bring down).
+    proc = run_gate(smoke_run.run_dir, again.run_dir, "--threshold", "0.10",
+                    "--case-threshold", "train_step[lenet*]=0.15", "--output", tmp_path / "gate")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     verdict = json.loads((tmp_path / "gate" / "gate.json").read_text())
     assert verdict["passed"] and verdict["counts"]["compared"] == 8
@@ -64,7 +71,9 @@ def test_planted_slowdown_is_flagged_for_exactly_its_cases(baseline, tmp_path):
     slow = planted_run(tmp_path, "fashion_mlp:slower:1.0")  # twice the work
     assert slow.proc.returncode == 0, slow.proc.stdout + slow.proc.stderr
     out = tmp_path / "gate"
-    proc = run_gate(baseline, slow.run_dir, "--output", out)
+    # The plant doubles the work (+40-80% measured); 20% keeps process-to-process noise of
+    # the control cases (up to ~12% here) out of the verdict.
+    proc = run_gate(baseline, slow.run_dir, "--threshold", "0.20", "--output", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     verdict = json.loads((out / "gate.json").read_text())
     flagged = {row["case_id"] for row in verdict["timing"] if row["verdict"] == "regression"}
@@ -90,7 +99,7 @@ def test_deterministic_change_is_flagged_even_within_the_noise(baseline, tmp_pat
     changed = {(row["case_id"], row["figure"]) for row in verdict["deterministic"]}
     assert ("forward[fashion_mlp-cpu-eager-b64]", "param_count") in changed
     assert ("train_step[fashion_mlp-adam-cpu-eager-b64]", "flops") in changed
-    assert not any(case.startswith(("forward[lenet", "train_step[lenet")) for case, _ in changed)
+    assert not any("fashion_mlp_dropout" in case for case, _ in changed)
     assert "### Deterministic changes" in (out / "gate.md").read_text()
 
 
