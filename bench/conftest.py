@@ -22,6 +22,8 @@ from .flops import cpu_peak
 from .profile_plugin import pytest_runtest_call  # noqa: F401  (the --profile pass, after timing)
 from .harness import Runner, cuda_available, synced_perf_counter
 from .progress import PLUGIN_NAME, Progress
+from reports.environment import ENVIRONMENT_FILE
+
 from .results import BENCHMARK_JSON, RunWriter, new_run_dir
 
 _CASES = pytest.StashKey[list]()
@@ -29,7 +31,6 @@ _WRITER = pytest.StashKey[RunWriter]()
 _ENV = pytest.StashKey[dict]()
 _ISOLATED = pytest.StashKey[bool]()
 _REPORT = pytest.StashKey[dict]()
-ENVIRONMENT_FILE = "environment.json"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

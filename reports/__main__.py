@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 from .history import DEFAULT_NAME, write_history_report
-from .load import ResultsError
+from .load import RUN_FILES, ResultsError
 from .render import write_report
 
 
-RUN_FILES = ("cases.jsonl", "benchmark.json")
 
 
 def latest_run(results_dir: Path) -> Path:

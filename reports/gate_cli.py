@@ -15,7 +15,7 @@ from pathlib import Path
 from . import gate as gating
 from .environment import read_environment
 from .gate_report import markdown, to_json
-from .load import ResultsError, load
+from .load import RUN_FILES, ResultsError, load
 
 DEFAULT_NOISE_FLOOR = Path("results") / "noise_floor.json"
 
@@ -34,7 +34,7 @@ def _threshold_override(text: str) -> tuple[str, float]:
 
 def run_folders(path: Path) -> list[Path]:
     """A results file or run folder, or a folder of run folders (several interleaved runs)."""
-    if path.is_dir() and not any((path / name).is_file() for name in ("cases.jsonl", "benchmark.json")):
+    if path.is_dir() and not any((path / name).is_file() for name in RUN_FILES):
         runs = sorted(p for p in path.iterdir() if p.is_dir())
         if runs:
             return runs

@@ -34,6 +34,7 @@ EXTRA_COLUMNS = [
 EXTRA_COLUMNS += ["trace_dir", "trace_bytes", "op_calls_per_step", "kernel_launches_per_step"]
 CASES_FILE = "cases.jsonl"
 BENCHMARK_JSON = "benchmark.json"
+RUN_FILES = (CASES_FILE, BENCHMARK_JSON)  # either makes a folder a run folder
 
 
 class ResultsError(ValueError):
