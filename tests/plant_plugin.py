@@ -28,7 +28,9 @@ class DoesMoreWork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         rows = max(1, round(self.fraction * batch))
-        return self.inner(torch.cat([x, x[:rows]]))[:batch]
+        # Tile the batch so that fractions above 1 add that many rows too.
+        extra = x.repeat((rows + batch - 1) // batch, *([1] * (x.dim() - 1)))[:rows]
+        return self.inner(torch.cat([x, extra]))[:batch]
 
 
 def _plant(spec: str) -> None:

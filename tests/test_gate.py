@@ -39,12 +39,11 @@ def baseline(tmp_path_factory):
 def test_a_a_smoke_runs_pass(smoke_run, tmp_path):
     again = run_bench(tmp_path / "again", "--preset", "smoke")  # same settings as smoke_run
     assert again.proc.returncode == 0
-    # lenet's train_step moves up to ~12% between processes here (python -m tests.gate_study):
-    # a per-case threshold, the documented remedy short of calibration.
-    # 10%: this checks the gate on real runs; the false-alarm rate at the default 5% is what
-    # tests/gate_study.py measures (and calibrated noise floors bring down).
-    proc = run_gate(smoke_run.run_dir, again.run_dir, "--threshold", "0.10",
-                    "--case-threshold", "train_step[lenet*]=0.15", "--output", tmp_path / "gate")
+    # On a shared 2-core VM a whole process can run 15-35% slower than another one of the same
+    # code (seen in CI here), so real A/A runs are gated at 50%: this checks the gate end to end
+    # on real measurements. Threshold semantics are tested on synthetic samples below; the
+    # false-alarm rate at the default 5% is what tests/gate_study.py measures.
+    proc = run_gate(smoke_run.run_dir, again.run_dir, "--threshold", "0.50", "--output", tmp_path / "gate")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     verdict = json.loads((tmp_path / "gate" / "gate.json").read_text())
     assert verdict["passed"] and verdict["counts"]["compared"] == 8
@@ -68,19 +67,19 @@ def test_a_a_smoke_runs_pass(smoke_run, tmp_path):
 
 
 def test_planted_slowdown_is_flagged_for_exactly_its_cases(baseline, tmp_path):
-    slow = planted_run(tmp_path, "fashion_mlp:slower:1.0")  # twice the work
+    slow = planted_run(tmp_path, "fashion_mlp:slower:9.0")  # ten times the rows
     assert slow.proc.returncode == 0, slow.proc.stdout + slow.proc.stderr
     out = tmp_path / "gate"
-    # The plant doubles the work (+40-80% measured); 20% keeps process-to-process noise of
-    # the control cases (up to ~12% here) out of the verdict.
-    proc = run_gate(baseline, slow.run_dir, "--threshold", "0.20", "--output", out)
+    # 10x the rows is far above a slow process's whole-run shift (up to ~35% here), which a 60%
+    # threshold keeps out of the controls' verdicts.
+    proc = run_gate(baseline, slow.run_dir, "--threshold", "0.60", "--output", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     verdict = json.loads((out / "gate.json").read_text())
     flagged = {row["case_id"] for row in verdict["timing"] if row["verdict"] == "regression"}
     assert flagged == {"forward[fashion_mlp-cpu-eager-b64]", "train_step[fashion_mlp-adam-cpu-eager-b64]"}
     for row in verdict["timing"]:
         if row["case_id"] in flagged:
-            assert row["ratio"] > 1.2 and row["ratio_low"] > 1 and row["p_value"] < 0.05
+            assert row["ratio"] > 1.6 and row["ratio_low"] > 1 and row["p_value"] < 0.05
     text = (out / "gate.md").read_text()
     assert text.index("### Regressions") < text.index("unchanged cases")
     assert "forward[fashion_mlp-cpu-eager-b64]" in text.split("### Regressions")[1].split("###")[0]
