@@ -46,11 +46,12 @@ class CompareWithTorchTimer:
             timer = tub.Timer(stmt="fn()", globals={"fn": step.fn}, num_threads=threads)
             reference = timer.blocked_autorange(min_run_time=self.min_run_time).median
         else:
-            # Timer.timeit(1) first runs a warm-up of 2 statements after its own setup, then
-            # setup + 1 measured statement: 3 fresh graphs per setup cover both. The last
-            # setup() call also unsets the gradients, as each of the suite's rounds does.
-            timer = tub.Timer(stmt="args, kwargs = next(graphs); fn(*args, **kwargs)",
-                              setup="graphs = iter([setup() for _ in range(3)])",
+            # Timer.timeit(1) runs its setup and a warm-up of 2 statements, then its setup
+            # again and 1 measured statement. One graph per setup, consumed by the first
+            # statement (the second warm-up statement does nothing), keeps one graph alive at
+            # a time, as in the suite's rounds: setup() builds it and unsets the gradients.
+            timer = tub.Timer(stmt="if graph:\n    fn(*graph[0], **graph[1])\n    graph = None",
+                              setup="graph = setup()",
                               globals={"fn": step.fn, "setup": step.setup}, num_threads=threads)
             rounds = len(benchmark.stats.stats.data)
             reference = statistics.median(timer.timeit(1).raw_times[0] for _ in range(rounds))
