@@ -7,6 +7,7 @@ dependencies (for example an offline GPU machine): nothing is installed then.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 
@@ -80,10 +81,15 @@ def gate(session: nox.Session) -> None:
 
 @nox.session
 def calibrate(session: nox.Session) -> None:
-    """Run a selection twice (A/A) and store each case's noise floor in results/noise_floor.json."""
+    """Run a selection 3 times (A/A/A; --runs N) and store each case's noise floor in results/noise_floor.json."""
     python = install(session)
-    runs = [f"results/calibration/{name}" for name in ("a", "b")]
+    parser = argparse.ArgumentParser(prog="nox -s calibrate --", add_help=False)
+    parser.add_argument("--runs", type=int, default=3)
+    args, bench_args = parser.parse_known_args(session.posargs)
+    if args.runs < 2:
+        session.error(f"--runs {args.runs}: calibration needs at least 2 runs of the same code")
+    runs = [f"results/calibration/run-{i}" for i in range(args.runs)]
+    shutil.rmtree("results/calibration", ignore_errors=True)  # fresh runs, not rows appended to old ones
     for run in runs:
-        shutil.rmtree(run, ignore_errors=True)  # a fresh A/A pair, not rows appended to an old one
-        session.run(python, "-m", "pytest", "bench", "--run-dir", run, *session.posargs)
+        session.run(python, "-m", "pytest", "bench", "--run-dir", run, *bench_args)
     session.run(python, "-m", "reports", "calibrate", *runs)

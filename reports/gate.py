@@ -12,9 +12,10 @@ tight tolerance. Pure functions: DataFrames in, DataFrames and dicts out.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,7 @@ class GateConfig:
     case_thresholds: dict[str, float] = field(default_factory=dict)  # fnmatch pattern -> threshold
     noise_floor: dict[str, float] = field(default_factory=dict)  # case_id -> relative floor
     alpha: float = DEFAULT_ALPHA
+    normalize: bool = False  # divide out the whole-run shift before comparing cases
 
     def threshold_for(self, case_id: str) -> float:
         threshold = self.threshold
@@ -104,6 +106,28 @@ def common_cases(baseline: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
             "no case measured in both result sets "
             f"(baseline: {len(ok_b)} cases, current: {len(ok_c)} cases)")
     return merged
+
+
+# A whole-run shift needs enough cases to be told apart from a change in a few of them.
+MIN_CASES_FOR_SHIFT = 5
+
+
+def run_shift(merged: pd.DataFrame) -> dict[str, Any] | None:
+    """How the whole current run moved against the baseline: the median of the cases' median
+    ratios and the share of cases that moved the same way. None with too few cases."""
+    if len(merged) < MIN_CASES_FOR_SHIFT:
+        return None
+    ratios = np.array([np.median(c) / np.median(b) for b, c in zip(merged["times_s_base"], merged["times_s_cur"])])
+    shift = float(np.median(ratios))
+    same_way = float(np.mean(ratios > 1) if shift >= 1 else np.mean(ratios < 1))
+    return dict(ratio=shift, same_direction=same_way, cases=len(ratios))
+
+
+def divide_out(merged: pd.DataFrame, ratio: float) -> pd.DataFrame:
+    """The current run's times divided by a run-wide ratio (for --normalize)."""
+    scaled = merged.copy()
+    scaled["times_s_cur"] = [list(np.asarray(t, dtype=float) / ratio) for t in merged["times_s_cur"]]
+    return scaled
 
 
 def compare_timing(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
@@ -172,6 +196,18 @@ def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | Non
     """The verdict: timing table, deterministic changes, counts and whether the gate passes."""
     config = config or GateConfig()
     merged = common_cases(pool_runs(baseline), pool_runs(current))
+    shift = run_shift(merged)
+    notes = []
+    if shift is not None and abs(shift["ratio"] - 1) > config.threshold and shift["same_direction"] >= 0.75:
+        notes.append(
+            f"The whole run moved: the median case changed by {100 * (shift['ratio'] - 1):+.1f}% and "
+            f"{100 * shift['same_direction']:.0f}% of the {shift['cases']} cases moved the same way. "
+            "A shift of every case is often the machine (another process, CPU clocks, a slow process), "
+            "not the change; rerun base and head interleaved on one machine"
+            + (". Verdicts below are relative to this shift (--normalize)." if config.normalize
+               else ", or pass --normalize to judge each case relative to it."))
+    if config.normalize and shift is not None:
+        merged = divide_out(merged, shift["ratio"])
     timing = compare_timing(merged, config)
     deterministic = compare_deterministic(merged)
     regressions = int((timing["verdict"] == "regression").sum())
@@ -186,18 +222,24 @@ def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | Non
                     only_in_current=len(set(current["case_id"]) - set(baseline["case_id"]))),
         config=dict(threshold=config.threshold, case_thresholds=config.case_thresholds,
                     alpha=config.alpha, noise_floor_cases=len(config.noise_floor),
+                    normalized=bool(config.normalize and shift is not None),
                     test="one-sided Mann-Whitney U on raw rounds, Holm-corrected"),
+        run_shift=shift, notes=notes,
     )
 
 
-def noise_floor(run_a: pd.DataFrame, run_b: pd.DataFrame, safety: float = 1.5) -> dict[str, float]:
-    """Per case, from an A/A pair: how far apart two runs of the same code land, with margin."""
-    merged = common_cases(run_a, run_b)
-    floors = {}
-    for _, row in merged.iterrows():
-        a = np.asarray(row["times_s_base"], dtype=float)
-        b = np.asarray(row["times_s_cur"], dtype=float)
-        ratio = float(np.median(b) / np.median(a))
-        low, high = ratio_interval(a, b)
-        floors[row["case_id"]] = safety * max(abs(ratio - 1), high - 1, 1 - low)
+def noise_floor(runs: Sequence[pd.DataFrame], safety: float = 1.5) -> dict[str, float]:
+    """Per case, from two or more runs of the same code: the farthest apart any two of them
+    landed (the change, or its 95% interval's far end), with a safety margin. More runs catch
+    more of the machine's between-process noise."""
+    if len(runs) < 2:
+        raise GateInputError(f"calibration needs at least 2 runs of the same code, got {len(runs)}")
+    floors: dict[str, float] = {}
+    for run_a, run_b in itertools.combinations(runs, 2):
+        merged = common_cases(run_a, run_b)
+        for case_id, a, b in zip(merged["case_id"], merged["times_s_base"], merged["times_s_cur"]):
+            a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+            low, high = ratio_interval(a, b)
+            spread = max(abs(float(np.median(b) / np.median(a)) - 1), high - 1, 1 - low)
+            floors[case_id] = max(floors.get(case_id, 0.0), safety * spread)
     return floors

@@ -77,6 +77,8 @@ def gate_main(argv: list[str]) -> int:
     parser.add_argument("--noise-floor", type=Path, default=None,
                         help=f"calibrated noise floors (default: {DEFAULT_NOISE_FLOOR} when present)")
     parser.add_argument("--alpha", type=float, default=gating.DEFAULT_ALPHA, help="significance level")
+    parser.add_argument("--normalize", action="store_true",
+                        help="judge each case relative to the whole run's median shift (for noisy shared runners)")
     parser.add_argument("--allow-env-mismatch", action="store_true",
                         help="compare even if torch version, GPU or CPU differ")
     parser.add_argument("--output", type=Path, default=None,
@@ -86,7 +88,8 @@ def gate_main(argv: list[str]) -> int:
     try:
         baseline, current = _load_quietly(args.baseline), _load_quietly(args.current)
         config = gating.GateConfig(threshold=args.threshold, case_thresholds=dict(args.case_threshold),
-                                   noise_floor=read_noise_floor(args.noise_floor), alpha=args.alpha)
+                                   noise_floor=read_noise_floor(args.noise_floor), alpha=args.alpha,
+                                   normalize=args.normalize)
         mismatch = gating.check_environments(read_environment(run_folders(args.baseline)[0]),
                                              read_environment(run_folders(args.current)[0]))
         if mismatch and not args.allow_env_mismatch:
@@ -97,7 +100,7 @@ def gate_main(argv: list[str]) -> int:
         print(f"gate: unusable input: {exc}", file=sys.stderr)
         return 2
     if mismatch:
-        verdict["notes"] = ["Environments differ: " + "; ".join(mismatch)]
+        verdict["notes"].insert(0, "Environments differ: " + "; ".join(mismatch))
     text = markdown(verdict)
     out_dir = args.output or (args.current if args.current.is_dir() else args.current.parent)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -112,18 +115,17 @@ def gate_main(argv: list[str]) -> int:
 
 def calibrate_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports calibrate",
-                                     description="Store each case's noise floor from two runs of the same code.")
-    parser.add_argument("run_a", type=Path)
-    parser.add_argument("run_b", type=Path)
+                                     description="Store each case's noise floor from two or more runs of the same code.")
+    parser.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders or results files (at least 2)")
     parser.add_argument("--output", type=Path, default=DEFAULT_NOISE_FLOOR)
     args = parser.parse_args(argv)
     try:
-        floors = gating.noise_floor(_load_quietly(args.run_a), _load_quietly(args.run_b))
+        floors = gating.noise_floor([_load_quietly(run) for run in args.runs])
     except (ResultsError, gating.GateInputError) as exc:
         print(f"calibrate: unusable input: {exc}", file=sys.stderr)
         return 2
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(dict(runs=[str(args.run_a), str(args.run_b)], noise_floor=floors),
+    args.output.write_text(json.dumps(dict(runs=[str(run) for run in args.runs], noise_floor=floors),
                                       indent=2), encoding="utf-8")
     worst = max(floors.items(), key=lambda kv: kv[1])
     print(f"noise floor of {len(floors)} cases written to {args.output} "

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.gate import GateConfig, gate, holm
+from reports.gate import GateConfig, GateInputError, gate, holm, noise_floor
 from tests.conftest import ROOT, run_bench
 
 # Enough rounds for a rank test to reach significance even when rounds are slow.
@@ -170,3 +170,37 @@ def test_a_thousand_identical_cases_raise_no_alarm():
     result = gate(base, cur)
     assert result["counts"]["compared"] == 1000
     assert result["passed"] and result["counts"]["unchanged"] == 1000
+
+
+def test_a_whole_run_shift_is_named_and_normalize_judges_cases_relative_to_it():
+    ids = [f"case{i}" for i in range(10)]
+    base = synthetic(ids, [1.0] * 10, seed=7)
+    # A slow process: every case 30% slower; case0 also does 20% more work.
+    cur = synthetic(ids, [1.3 * 1.2] + [1.3] * 9, seed=8)
+    plain = gate(base, cur)
+    assert plain["counts"]["regressions"] == 10
+    assert plain["run_shift"]["ratio"] == pytest.approx(1.3, rel=0.01)
+    assert plain["run_shift"]["same_direction"] == 1.0
+    assert "The whole run moved: the median case changed by +30" in plain["notes"][0]
+    assert "--normalize" in plain["notes"][0]
+    relative = gate(base, cur, GateConfig(normalize=True))
+    verdict = relative["timing"].set_index("case_id")["verdict"]
+    assert verdict["case0"] == "regression" and (verdict.drop("case0") == "unchanged").all()
+    assert relative["timing"].set_index("case_id").loc["case0", "ratio"] == pytest.approx(1.2, rel=0.01)
+    assert relative["config"]["normalized"] and "relative to this shift" in relative["notes"][0]
+    # No shift note when only a few cases moved, nor with too few cases to tell.
+    few = synthetic(ids, [1.2, 1.2] + [1.0] * 8, seed=9)
+    assert gate(base, few)["notes"] == [] and gate(base, few)["counts"]["regressions"] == 2
+    assert gate(base.head(3), cur.head(3))["run_shift"] is None
+
+
+def test_noise_floor_takes_the_widest_pair_of_several_runs():
+    ids = ["steady", "jumpy"]
+    runs = [synthetic(ids, [1.0, m], spread=0.001, seed=s) for s, m in ((10, 1.0), (11, 1.02), (12, 1.12))]
+    floors = noise_floor(runs, safety=1.0)
+    assert floors["steady"] < 0.01
+    assert floors["jumpy"] == pytest.approx(0.12, abs=0.01)  # run 0 vs run 2, not either neighbour pair
+    assert noise_floor(runs[:2], safety=1.0)["jumpy"] == pytest.approx(0.02, abs=0.005)
+    assert noise_floor(runs, safety=1.5)["jumpy"] == pytest.approx(1.5 * floors["jumpy"])
+    with pytest.raises(GateInputError, match="at least 2 runs"):
+        noise_floor(runs[:1])
