@@ -70,5 +70,5 @@ def _clean(value: Any) -> Any:
 def to_json(verdict: dict[str, Any]) -> dict[str, Any]:
     records = lambda df: [{k: _clean(v) for k, v in r.items()} for r in df.to_dict("records")]  # noqa: E731
     return dict(passed=verdict["passed"], counts=verdict["counts"], config=verdict["config"],
-                notes=verdict.get("notes", []),
+                notes=verdict.get("notes", []), run_shift=verdict.get("run_shift"),
                 timing=records(verdict["timing"]), deterministic=records(verdict["deterministic"]))
