@@ -68,7 +68,7 @@ def gate_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports gate", description=gating.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("baseline", type=Path,
-                        help="results file, run folder, or folder of run folders (pooled) of the base")
+                        help="results file, run folder, or folder of run folders (several runs) of the base")
     parser.add_argument("current", type=Path, help="the same for the change")
     parser.add_argument("--threshold", type=float, default=gating.DEFAULT_THRESHOLD,
                         help="smallest relative change that counts (default 0.05)")
@@ -77,6 +77,9 @@ def gate_main(argv: list[str]) -> int:
     parser.add_argument("--noise-floor", type=Path, default=None,
                         help=f"calibrated noise floors (default: {DEFAULT_NOISE_FLOOR} when present)")
     parser.add_argument("--alpha", type=float, default=gating.DEFAULT_ALPHA, help="significance level")
+    parser.add_argument("--aggregate", choices=gating.AGGREGATES, default="best",
+                        help="several runs of a case on one side: the fastest run (best, default) "
+                             "or all rounds pooled (pool)")
     parser.add_argument("--normalize", action="store_true",
                         help="judge each case relative to the whole run's median shift (for noisy shared runners)")
     parser.add_argument("--allow-env-mismatch", action="store_true",
@@ -89,7 +92,7 @@ def gate_main(argv: list[str]) -> int:
         baseline, current = _load_quietly(args.baseline), _load_quietly(args.current)
         config = gating.GateConfig(threshold=args.threshold, case_thresholds=dict(args.case_threshold),
                                    noise_floor=read_noise_floor(args.noise_floor), alpha=args.alpha,
-                                   normalize=args.normalize)
+                                   normalize=args.normalize, aggregate=args.aggregate)
         mismatch = gating.check_environments(read_environment(run_folders(args.baseline)[0]),
                                              read_environment(run_folders(args.current)[0]))
         if mismatch and not args.allow_env_mismatch:

@@ -2,10 +2,13 @@
 
     python -m tests.gate_study --runs 10 --out results/gate-study
 
-Runs a 30-case CPU selection ``--runs`` times unchanged and ``--runs`` times with a planted
-slowdown in fashion_mlp (``tests/plant_plugin.py``), interleaved, then gates:
-- every pair of unchanged runs (A/A): each case compared is one chance of a false alarm;
-- every (unchanged, planted) pair: the planted cases should be flagged, nothing else.
+Runs a 30-case CPU selection ``--calibration-runs`` times to calibrate noise floors (as
+``nox -s calibrate`` does), then ``--runs`` times unchanged and ``--runs`` times with a planted
+slowdown in fashion_mlp (``tests/plant_plugin.py``), interleaved, and gates, several ways (one
+run per side at the default threshold, with ``--normalize``, with the calibrated floors; and the
+fastest of ``--group`` runs per side, drawn ``--draws`` times at random from the runs):
+- unchanged against unchanged (A/A): each case compared is one chance of a false alarm;
+- unchanged against planted: the planted cases should be flagged, nothing else.
 Also times the gate itself on 1,000 synthetic cases. Prints a Markdown summary. Resumable:
 runs already in ``--out`` are reused. A study of the machine, not a test.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import random
 import subprocess
 import sys
 import time
@@ -25,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from reports import load
-from reports.gate import gate
+from reports.gate import GateConfig, gate, noise_floor
 from reports.gate_report import markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,32 +54,68 @@ def quiet_load(path: Path) -> pd.DataFrame:
         return load(path)
 
 
-def timing_only(base: pd.DataFrame, cur: pd.DataFrame) -> pd.DataFrame:
-    return gate(base, cur)["timing"]
+def timing_only(base: pd.DataFrame, cur: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
+    return gate(base, cur, config)["timing"]
+
+
+def rates(name: str, aa: pd.DataFrame, hit: pd.DataFrame, rest: pd.DataFrame) -> str:
+    false = int((aa["verdict"] == "regression").sum())
+    found = int((hit["verdict"] == "regression").sum())
+    return (f"| {name} | {len(aa)} | {false} ({100 * false / len(aa):.2f}%) | "
+            f"{int((aa['verdict'] == 'improvement').sum())} | {found}/{len(hit)} ({100 * found / len(hit):.1f}%) | "
+            f"{int((rest['verdict'] == 'regression').sum())}/{len(rest)} |")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--calibration-runs", type=int, default=3)
+    parser.add_argument("--group", type=int, default=5, help="runs per side for the best-of-k comparisons")
+    parser.add_argument("--draws", type=int, default=30, help="random draws of best-of-k groups")
     parser.add_argument("--plant", default="fashion_mlp:slower:0.1")
     parser.add_argument("--max-time", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=Path("results/gate-study"))
     args = parser.parse_args(argv)
     planted_model = args.plant.split(":")[0]
 
+    calibration = [quiet_load(run(args.out / "calibration" / f"run-{i:02d}", None, args.max_time))
+                   for i in range(args.calibration_runs)]
     base_runs, plant_runs = [], []
     for i in range(args.runs):  # interleaved, so drift of the machine hits both sides alike
         base_runs.append(quiet_load(run(args.out / "base" / f"run-{i:02d}", None, args.max_time)))
         plant_runs.append(quiet_load(run(args.out / "plant" / f"run-{i:02d}", args.plant, args.max_time)))
         print(f"run {i + 1}/{args.runs} done", file=sys.stderr)
 
-    aa = pd.concat([timing_only(a, b) for a, b in itertools.combinations(base_runs, 2)])
-    ab = pd.concat([timing_only(a, b) for a, b in itertools.product(base_runs, plant_runs)])
-    # optimizer_step never calls the model, so the plant cannot slow it.
-    affected = ab["case_id"].str.contains(f"[{planted_model}-", regex=False) & \
-        ~ab["case_id"].str.startswith("optimizer_step")
-    hit = ab[affected]
-    rest = ab[~affected]
+    single_aa = list(itertools.combinations(base_runs, 2))
+    single_ab = list(itertools.product(base_runs, plant_runs))
+    # Best of k: each side is k runs (as k interleaved CI runs per side), drawn at random.
+    rng = random.Random(0)
+    k = args.group
+    group_aa = [(pd.concat(draw[:k]), pd.concat(draw[k:])) for draw in
+                (rng.sample(base_runs, 2 * k) for _ in range(args.draws))] if 2 * k <= len(base_runs) else []
+    group_ab = [(pd.concat(rng.sample(base_runs, k)), pd.concat(rng.sample(plant_runs, k)))
+                for _ in range(args.draws)] if k <= len(base_runs) else []
+
+    configs = {"1 run per side, default (5%)": (GateConfig(), single_aa, single_ab),
+               "1 run per side, --normalize": (GateConfig(normalize=True), single_aa, single_ab)}
+    if len(calibration) >= 2:
+        floors = noise_floor(calibration)
+        configs["1 run per side, calibrated floors"] = (GateConfig(noise_floor=floors), single_aa, single_ab)
+    if group_aa:
+        configs[f"best of {k} runs per side, default (5%)"] = (GateConfig(), group_aa, group_ab)
+        configs[f"best of {k} runs per side, --normalize"] = (GateConfig(normalize=True), group_aa, group_ab)
+    table = ["| gate | A/A comparisons | false regressions | false improvements | planted detected "
+             "| others flagged |", "|---|---|---|---|---|---|"]
+    for name, (config, aa_pairs, ab_pairs) in configs.items():
+        aa = pd.concat([timing_only(a, b, config) for a, b in aa_pairs])
+        ab = pd.concat([timing_only(a, b, config) for a, b in ab_pairs])
+        # optimizer_step never calls the model, so the plant cannot slow it.
+        affected = ab["case_id"].str.contains(f"[{planted_model}-", regex=False) & \
+            ~ab["case_id"].str.startswith("optimizer_step")
+        table.append(rates(name, aa, ab[affected], ab[~affected]))
+        if name.startswith("1 run per side, default"):
+            default_aa, hit = aa, ab[affected]
+    aa = default_aa
 
     ids = [f"case{i}" for i in range(1000)]
     rng = np.random.default_rng(0)
@@ -87,16 +127,12 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = [
         f"# Gate study: {args.runs} unchanged + {args.runs} planted runs ({args.plant}), "
-        f"{len(base_runs[0])} cases, --benchmark-max-time {args.max_time}", "",
-        f"- A/A: {len(aa)} case comparisons, {int((aa['verdict'] == 'regression').sum())} false regressions "
-        f"({100 * (aa['verdict'] == 'regression').mean():.2f}%), "
-        f"{int((aa['verdict'] == 'improvement').sum())} false improvements; "
+        f"{len(base_runs[0])} cases, --benchmark-max-time {args.max_time}, "
+        f"{len(calibration)} calibration runs", "",
+        *table, "",
+        f"- Planted, default gate: measured slowdown median {100 * (hit['ratio'].median() - 1):.1f}% "
+        f"(range {100 * (hit['ratio'].min() - 1):.1f}% … {100 * (hit['ratio'].max() - 1):.1f}%); "
         f"largest A/A change {100 * (aa['ratio'] - 1).abs().max():.1f}%.",
-        f"- Planted: {len(hit)} comparisons of affected cases, detected {int((hit['verdict'] == 'regression').sum())} "
-        f"({100 * (hit['verdict'] == 'regression').mean():.1f}%); measured slowdown median "
-        f"{100 * (hit['ratio'].median() - 1):.1f}% (range {100 * (hit['ratio'].min() - 1):.1f}% … "
-        f"{100 * (hit['ratio'].max() - 1):.1f}%).",
-        f"- Others in the planted comparisons: {len(rest)}, flagged {int((rest['verdict'] == 'regression').sum())}.",
         f"- Gate on 1,000 cases x 300 rounds (comparison + Markdown): {gate_seconds:.2f} s.", "",
         "Per affected case:", "",
         hit.groupby("case_id").agg(detected=("verdict", lambda v: f"{100 * (v == 'regression').mean():.0f}%"),

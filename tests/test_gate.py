@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 
 from reports.gate import GateConfig, GateInputError, gate, holm, noise_floor
+from reports.gate_report import markdown
+from bench.cases import Case
 from tests.conftest import ROOT, run_bench
+from tests.synthetic import entry, rounds, write_run
 
 # Enough rounds for a rank test to reach significance even when rounds are slow.
 # fashion_mlp_dropout is the control: the gate study found train_step[lenet-*] varying up to
@@ -204,3 +207,53 @@ def test_noise_floor_takes_the_widest_pair_of_several_runs():
     assert noise_floor(runs, safety=1.5)["jumpy"] == pytest.approx(1.5 * floors["jumpy"])
     with pytest.raises(GateInputError, match="at least 2 runs"):
         noise_floor(runs[:1])
+
+
+def test_cli_normalize_and_calibrate_from_several_runs(tmp_path):
+    cases = [Case(phase="forward", model="fashion_mlp", optimizer=None, device="cpu", mode="eager", batch_size=b)
+             for b in (1, 2, 4, 8, 16, 32)]
+
+    def run(name: str, factor: float, seed: int):
+        return write_run(tmp_path / name, [entry(c, rounds(1e-3 * factor, n=100, spread=0.01, seed=seed + i))
+                                           for i, c in enumerate(cases)])
+
+    base, slow = run("base", 1.0, 0), run("slow", 1.3, 100)  # a whole run 30% slower
+    proc = run_gate(base, slow, "--output", tmp_path / "g1")
+    assert proc.returncode == 1 and "The whole run moved: the median case changed by +30" in proc.stdout
+    proc = run_gate(base, slow, "--normalize", "--output", tmp_path / "g2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads((tmp_path / "g2" / "gate.json").read_text())
+    assert verdict["config"]["normalized"] and verdict["run_shift"]["ratio"] == pytest.approx(1.3, rel=0.01)
+
+    others = [run(f"aa{i}", f, 200 + 10 * i) for i, f in enumerate((1.0, 1.08))]
+    out = tmp_path / "floors.json"
+    calib = subprocess.run([sys.executable, "-m", "reports", "calibrate", base, *others, "--output", out],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert calib.returncode == 0, calib.stderr
+    document = json.loads(out.read_text())
+    assert len(document["runs"]) == 3 and len(document["noise_floor"]) == len(cases)
+    assert all(f >= 1.5 * 0.07 for f in document["noise_floor"].values())  # the 8% pair sets every floor
+    one = subprocess.run([sys.executable, "-m", "reports", "calibrate", base, "--output", out],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert one.returncode == 2 and "at least 2 runs" in one.stderr
+
+
+def test_several_runs_per_side_compare_each_case_s_fastest_run():
+    def side(medians_by_case: dict[str, list[float]], seed: int) -> pd.DataFrame:
+        frames = [synthetic(list(medians_by_case), [m[i] for m in medians_by_case.values()], seed=seed + i)
+                  .assign(run=f"run-{i}") for i in range(3)]
+        return pd.concat(frames)  # index labels repeat, as when run files are concatenated
+
+    # "same": one base run and two current runs hit a 30% slow stretch; "slower": 10% more work.
+    base = side({"same": [1.0, 1.0, 1.3], "slower": [1.0, 1.3, 1.0]}, seed=20)
+    cur = side({"same": [1.3, 1.0, 1.3], "slower": [1.4, 1.1, 1.43]}, seed=30)
+    best = gate(base, cur)
+    timing = best["timing"].set_index("case_id")
+    assert timing.loc["same", "verdict"] == "unchanged" and timing.loc["slower", "verdict"] == "regression"
+    assert timing.loc["slower", "ratio"] == pytest.approx(1.1, rel=0.01)
+    assert (timing["runs_base"] == 3).all() and (timing["runs_cur"] == 3).all()
+    assert "the fastest run of each case" in markdown(best)
+    pooled = gate(base, cur, GateConfig(aggregate="pool"))["timing"].set_index("case_id")
+    assert pooled.loc["same", "verdict"] == "regression"  # two slow runs of three outvote the fast one
+    with pytest.raises(GateInputError, match="unknown run aggregate 'mean'; choose from best, pool"):
+        gate(base, cur, GateConfig(aggregate="mean"))
