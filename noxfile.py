@@ -81,15 +81,19 @@ def gate(session: nox.Session) -> None:
 
 @nox.session
 def calibrate(session: nox.Session) -> None:
-    """Run a selection 3 times (A/A/A; --runs N) and store each case's noise floor in results/noise_floor.json."""
+    """A/A/A: run a selection 3 times (--runs N; --best-of K runs each) and store each case's noise floor."""
     python = install(session)
     parser = argparse.ArgumentParser(prog="nox -s calibrate --", add_help=False)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--best-of", type=int, default=1)
     args, bench_args = parser.parse_known_args(session.posargs)
-    if args.runs < 2:
-        session.error(f"--runs {args.runs}: calibration needs at least 2 runs of the same code")
-    runs = [f"results/calibration/run-{i}" for i in range(args.runs)]
+    if args.runs < 2 or args.best_of < 1:
+        session.error(f"--runs {args.runs} --best-of {args.best_of}: calibration needs at least 2 runs "
+                      "(each the best of at least 1)")
+    sides = [f"results/calibration/side-{i}" for i in range(args.runs)]
     shutil.rmtree("results/calibration", ignore_errors=True)  # fresh runs, not rows appended to old ones
-    for run in runs:
-        session.run(python, "-m", "pytest", "bench", "--run-dir", run, *bench_args)
-    session.run(python, "-m", "reports", "calibrate", *runs)
+    for repeat in range(args.best_of):  # interleaved, as a gate's base and head runs are
+        for side in sides:
+            run = f"{side}/run-{repeat}" if args.best_of > 1 else side
+            session.run(python, "-m", "pytest", "bench", "--run-dir", run, *bench_args)
+    session.run(python, "-m", "reports", "calibrate", *sides, "--output", "results/noise_floor.json")

@@ -234,6 +234,9 @@ def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | Non
     if config.normalize and shift is not None:
         merged = divide_out(merged, shift["ratio"])
     timing = compare_timing(merged, config)
+    if (timing["runs_base"] == 1).all() or (timing["runs_cur"] == 1).all():
+        notes.append("One run on a side: on a shared machine a single run can be 20-70% off for a "
+                     "stretch of cases; compare folders of 5-10 interleaved runs per side (README).")
     deterministic = compare_deterministic(merged)
     regressions = int((timing["verdict"] == "regression").sum())
     return dict(
@@ -253,14 +256,15 @@ def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | Non
     )
 
 
-def noise_floor(runs: Sequence[pd.DataFrame], safety: float = 1.5) -> dict[str, float]:
-    """Per case, from two or more runs of the same code: the farthest apart any two of them
-    landed (the change, or its 95% interval's far end), with a safety margin. More runs catch
-    more of the machine's between-process noise."""
+def noise_floor(runs: Sequence[pd.DataFrame], safety: float = 1.5, aggregate: str = "best") -> dict[str, float]:
+    """Per case, from two or more result sets of the same code: the farthest apart any two of
+    them landed (the change, or its 95% interval's far end), with a safety margin. A result set
+    with several runs of a case counts as one, combined as the gate combines them, so the
+    floors match a gate of that many runs per side. More sets catch more of the machine's noise."""
     if len(runs) < 2:
         raise GateInputError(f"calibration needs at least 2 runs of the same code, got {len(runs)}")
     floors: dict[str, float] = {}
-    for run_a, run_b in itertools.combinations(runs, 2):
+    for run_a, run_b in itertools.combinations([combine_runs(run, aggregate) for run in runs], 2):
         merged = common_cases(run_a, run_b)
         for case_id, a, b in zip(merged["case_id"], merged["times_s_base"], merged["times_s_cur"]):
             a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)

@@ -119,11 +119,15 @@ def gate_main(argv: list[str]) -> int:
 def calibrate_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports calibrate",
                                      description="Store each case's noise floor from two or more runs of the same code.")
-    parser.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders or results files (at least 2)")
+    parser.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                        help="at least 2: run folders or results files, or folders of run folders "
+                             "(several runs each, combined as the gate combines them)")
+    parser.add_argument("--aggregate", choices=gating.AGGREGATES, default="best",
+                        help="how a folder of several runs counts as one (as for the gate)")
     parser.add_argument("--output", type=Path, default=DEFAULT_NOISE_FLOOR)
     args = parser.parse_args(argv)
     try:
-        floors = gating.noise_floor([_load_quietly(run) for run in args.runs])
+        floors = gating.noise_floor([_load_quietly(run) for run in args.runs], aggregate=args.aggregate)
     except (ResultsError, gating.GateInputError) as exc:
         print(f"calibrate: unusable input: {exc}", file=sys.stderr)
         return 2

@@ -69,7 +69,8 @@ def rates(name: str, aa: pd.DataFrame, hit: pd.DataFrame, rest: pd.DataFrame) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--calibration-runs", type=int, default=3)
+    parser.add_argument("--calibration-runs", type=int, default=10,
+                        help="single-run floors from every pair; best-of-k floors from the first 2k")
     parser.add_argument("--group", type=int, default=5, help="runs per side for the best-of-k comparisons")
     parser.add_argument("--draws", type=int, default=30, help="random draws of best-of-k groups")
     parser.add_argument("--plant", default="fashion_mlp:slower:0.1")
@@ -104,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     if group_aa:
         configs[f"best of {k} runs per side, default (5%)"] = (GateConfig(), group_aa, group_ab)
         configs[f"best of {k} runs per side, --normalize"] = (GateConfig(normalize=True), group_aa, group_ab)
+    if group_aa and len(calibration) >= 2 * k:
+        # As `nox -s calibrate -- --runs 2 --best-of k`: two sides of k calibration runs each.
+        group_floors = noise_floor([pd.concat(calibration[:k]), pd.concat(calibration[k:2 * k])])
+        configs[f"best of {k} runs per side, calibrated floors"] = (
+            GateConfig(noise_floor=group_floors), group_aa, group_ab)
+        configs[f"best of {k} runs per side, calibrated + --normalize"] = (
+            GateConfig(noise_floor=group_floors, normalize=True), group_aa, group_ab)
     table = ["| gate | A/A comparisons | false regressions | false improvements | planted detected "
              "| others flagged |", "|---|---|---|---|---|---|"]
     for name, (config, aa_pairs, ab_pairs) in configs.items():

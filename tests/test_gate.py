@@ -193,7 +193,9 @@ def test_a_whole_run_shift_is_named_and_normalize_judges_cases_relative_to_it():
     assert relative["config"]["normalized"] and "relative to this shift" in relative["notes"][0]
     # No shift note when only a few cases moved, nor with too few cases to tell.
     few = synthetic(ids, [1.2, 1.2] + [1.0] * 8, seed=9)
-    assert gate(base, few)["notes"] == [] and gate(base, few)["counts"]["regressions"] == 2
+    few_notes = gate(base, few)["notes"]
+    assert not any("whole run" in note for note in few_notes) and gate(base, few)["counts"]["regressions"] == 2
+    assert any(note.startswith("One run on a side") for note in few_notes)
     assert gate(base.head(3), cur.head(3))["run_shift"] is None
 
 
@@ -207,6 +209,9 @@ def test_noise_floor_takes_the_widest_pair_of_several_runs():
     assert noise_floor(runs, safety=1.5)["jumpy"] == pytest.approx(1.5 * floors["jumpy"])
     with pytest.raises(GateInputError, match="at least 2 runs"):
         noise_floor(runs[:1])
+    # A side of several runs counts as its fastest run, as in the gate: 1.0 & 1.12 vs 1.02.
+    sides = [pd.concat([runs[0], runs[2]]), runs[1]]
+    assert noise_floor(sides, safety=1.0)["jumpy"] == pytest.approx(0.02, abs=0.005)
 
 
 def test_cli_normalize_and_calibrate_from_several_runs(tmp_path):
@@ -253,6 +258,7 @@ def test_several_runs_per_side_compare_each_case_s_fastest_run():
     assert timing.loc["slower", "ratio"] == pytest.approx(1.1, rel=0.01)
     assert (timing["runs_base"] == 3).all() and (timing["runs_cur"] == 3).all()
     assert "the fastest run of each case" in markdown(best)
+    assert not any(note.startswith("One run on a side") for note in best["notes"])
     pooled = gate(base, cur, GateConfig(aggregate="pool"))["timing"].set_index("case_id")
     assert pooled.loc["same", "verdict"] == "regression"  # two slow runs of three outvote the fast one
     with pytest.raises(GateInputError, match="unknown run aggregate 'mean'; choose from best, pool"):
