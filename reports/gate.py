@@ -229,11 +229,12 @@ def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | Non
             f"{100 * shift['same_direction']:.0f}% of the {shift['cases']} cases moved the same way. "
             "A shift of every case is often the machine (another process, CPU clocks, a slow process), "
             "not the change; rerun base and head interleaved on one machine"
-            + (". Verdicts below are relative to this shift (--normalize)." if config.normalize
+            + (". Verdicts and changes below are relative to this shift (--normalize); times are as measured." if config.normalize
                else ", or pass --normalize to judge each case relative to it."))
-    if config.normalize and shift is not None:
-        merged = divide_out(merged, shift["ratio"])
-    timing = compare_timing(merged, config)
+    normalized = config.normalize and shift is not None
+    timing = compare_timing(divide_out(merged, shift["ratio"]) if normalized else merged, config)
+    if normalized:  # verdicts and ratios relative to the shift; medians stay measured seconds
+        timing["current_s"] *= shift["ratio"]
     if (timing["runs_base"] == 1).all() or (timing["runs_cur"] == 1).all():
         notes.append("One run on a side: on a shared machine a single run can be 20-70% off for a "
                      "stretch of cases; compare folders of 5-10 interleaved runs per side (README).")
@@ -250,7 +251,7 @@ def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | Non
                     only_in_current=len(set(current["case_id"]) - set(baseline["case_id"]))),
         config=dict(threshold=config.threshold, case_thresholds=config.case_thresholds,
                     alpha=config.alpha, noise_floor_cases=len(config.noise_floor),
-                    normalized=bool(config.normalize and shift is not None), aggregate=config.aggregate,
+                    normalized=normalized, aggregate=config.aggregate,
                     test="one-sided Mann-Whitney U on raw rounds, Holm-corrected"),
         run_shift=shift, notes=notes,
     )

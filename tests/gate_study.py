@@ -6,7 +6,7 @@ Runs a 30-case CPU selection ``--calibration-runs`` times to calibrate noise flo
 ``nox -s calibrate`` does), then ``--runs`` times unchanged and ``--runs`` times with a planted
 slowdown in fashion_mlp (``tests/plant_plugin.py``), interleaved, and gates, several ways (one
 run per side at the default threshold, with ``--normalize``, with the calibrated floors; and the
-fastest of ``--group`` runs per side, drawn ``--draws`` times at random from the runs):
+fastest of ``--group`` runs per side). Comparisons share no run, so each is independent:
 - unchanged against unchanged (A/A): each case compared is one chance of a false alarm;
 - unchanged against planted: the planted cases should be flagged, nothing else.
 Also times the gate itself on 1,000 synthetic cases. Prints a Markdown summary. Resumable:
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import random
 import subprocess
 import sys
 import time
@@ -72,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-runs", type=int, default=10,
                         help="single-run floors from every pair; best-of-k floors from the first 2k")
     parser.add_argument("--group", type=int, default=5, help="runs per side for the best-of-k comparisons")
-    parser.add_argument("--draws", type=int, default=30, help="random draws of best-of-k groups")
     parser.add_argument("--plant", default="fashion_mlp:slower:0.1")
     parser.add_argument("--max-time", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=Path("results/gate-study"))
@@ -87,15 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         plant_runs.append(quiet_load(run(args.out / "plant" / f"run-{i:02d}", args.plant, args.max_time)))
         print(f"run {i + 1}/{args.runs} done", file=sys.stderr)
 
-    single_aa = list(itertools.combinations(base_runs, 2))
-    single_ab = list(itertools.product(base_runs, plant_runs))
-    # Best of k: each side is k runs (as k interleaved CI runs per side), drawn at random.
-    rng = random.Random(0)
+    # Disjoint comparisons, so none shares a run with another: A/A pairs consecutive unchanged
+    # runs; best-of-k sides are consecutive groups of k runs (as k interleaved CI runs per side).
+    single_aa = list(zip(base_runs[0::2], base_runs[1::2]))
+    single_ab = list(zip(base_runs, plant_runs))
     k = args.group
-    group_aa = [(pd.concat(draw[:k]), pd.concat(draw[k:])) for draw in
-                (rng.sample(base_runs, 2 * k) for _ in range(args.draws))] if 2 * k <= len(base_runs) else []
-    group_ab = [(pd.concat(rng.sample(base_runs, k)), pd.concat(rng.sample(plant_runs, k)))
-                for _ in range(args.draws)] if k <= len(base_runs) else []
+    base_groups = [pd.concat(base_runs[i:i + k]) for i in range(0, len(base_runs) - k + 1, k)]
+    plant_groups = [pd.concat(plant_runs[i:i + k]) for i in range(0, len(plant_runs) - k + 1, k)]
+    group_aa = list(itertools.combinations(base_groups, 2))
+    group_ab = list(itertools.product(base_groups, plant_groups))
 
     configs = {"1 run per side, default (5%)": (GateConfig(), single_aa, single_ab),
                "1 run per side, --normalize": (GateConfig(normalize=True), single_aa, single_ab)}
