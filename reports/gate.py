@@ -101,7 +101,7 @@ def combine_runs(df: pd.DataFrame, how: str = "best") -> pd.DataFrame:
         raise GateInputError(f"unknown run aggregate {how!r}; choose from {', '.join(AGGREGATES)}")
     ok = df[df["status"] == "ok"].reset_index(drop=True)  # runs concatenated repeat index labels
     if ok.empty or ok["case_id"].is_unique:
-        return df
+        return df.assign(runs_combined=1)
     if how == "pool":
         pooled = ok.groupby("case_id", sort=False)["times_s"].agg(lambda lists: [t for ts in lists for t in ts])
         combined = ok.drop_duplicates("case_id", keep="last").set_index("case_id")
@@ -148,12 +148,6 @@ def divide_out(merged: pd.DataFrame, ratio: float) -> pd.DataFrame:
     return scaled
 
 
-def _runs(row: pd.Series, side: str) -> int:
-    """How many runs of the case that side had (1 unless combine_runs combined several)."""
-    value = row.get(f"runs_combined_{side}")
-    return 1 if value is None or pd.isna(value) else int(value)
-
-
 def compare_timing(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
     """One row per common case: medians, ratio and its interval, p-values, verdict."""
     rows = []
@@ -168,7 +162,7 @@ def compare_timing(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
             case_id=row["case_id"], baseline_s=med_b, current_s=med_c, ratio=med_c / med_b,
             ratio_low=low, ratio_high=high, p_slower=p_slower, p_faster=p_faster,
             threshold=threshold, rounds_base=len(base), rounds_cur=len(cur),
-            runs_base=_runs(row, "base"), runs_cur=_runs(row, "cur"),
+            runs_base=int(row["runs_combined_base"]), runs_cur=int(row["runs_combined_cur"]),
             # A change can only be called once the interval clears 1: below that size, noise hides it.
             min_detectable=max(threshold, high - 1, 1 - low),
         ))
@@ -217,20 +211,26 @@ def check_environments(base_env: Mapping[str, Any], cur_env: Mapping[str, Any]) 
             and base_env.get(key) != cur_env.get(key)]
 
 
+def _whole_run_moved(shift: dict[str, Any] | None, threshold: float) -> bool:
+    return shift is not None and abs(shift["ratio"] - 1) > threshold and shift["same_direction"] >= 0.75
+
+
+def _shift_note(shift: dict[str, Any], normalize: bool) -> str:
+    advice = ("Verdicts and changes below are relative to this shift (--normalize); times are as measured."
+              if normalize else "Rerun base and head interleaved on one machine, or pass --normalize "
+              "to judge each case relative to the shift.")
+    return (f"The whole run moved: the median case changed by {100 * (shift['ratio'] - 1):+.1f}% and "
+            f"{100 * shift['same_direction']:.0f}% of the {shift['cases']} cases moved the same way. "
+            "A shift of every case is often the machine (another process, CPU clocks, a slow process), "
+            f"not the change. {advice}")
+
+
 def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | None = None) -> dict[str, Any]:
     """The verdict: timing table, deterministic changes, counts and whether the gate passes."""
     config = config or GateConfig()
     merged = common_cases(combine_runs(baseline, config.aggregate), combine_runs(current, config.aggregate))
     shift = run_shift(merged)
-    notes = []
-    if shift is not None and abs(shift["ratio"] - 1) > config.threshold and shift["same_direction"] >= 0.75:
-        notes.append(
-            f"The whole run moved: the median case changed by {100 * (shift['ratio'] - 1):+.1f}% and "
-            f"{100 * shift['same_direction']:.0f}% of the {shift['cases']} cases moved the same way. "
-            "A shift of every case is often the machine (another process, CPU clocks, a slow process), "
-            "not the change; rerun base and head interleaved on one machine"
-            + (". Verdicts and changes below are relative to this shift (--normalize); times are as measured." if config.normalize
-               else ", or pass --normalize to judge each case relative to it."))
+    notes = [_shift_note(shift, config.normalize)] if _whole_run_moved(shift, config.threshold) else []
     normalized = config.normalize and shift is not None
     timing = compare_timing(divide_out(merged, shift["ratio"]) if normalized else merged, config)
     if normalized:  # verdicts and ratios relative to the shift; medians stay measured seconds

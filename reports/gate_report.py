@@ -54,8 +54,8 @@ def markdown(verdict: dict[str, Any]) -> str:
     cfg = verdict["config"]
     lines += [f"Threshold {100 * cfg['threshold']:.0f}% (per-case overrides: {len(cfg['case_thresholds'])}, "
               f"noise floors: {cfg['noise_floor_cases']}), α = {cfg['alpha']}, {cfg['test']}."]
-    runs = timing[["runs_base", "runs_cur"]].max() if "runs_base" in timing else None
-    if runs is not None and runs.max() > 1:
+    runs = timing[["runs_base", "runs_cur"]].max()
+    if runs.max() > 1:
         how = "the fastest run of each case" if cfg.get("aggregate") == "best" else "all their rounds pooled"
         lines += [f"Up to {int(runs['runs_base'])} baseline and {int(runs['runs_cur'])} current runs per case: "
                   f"{how}."]
