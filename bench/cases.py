@@ -63,6 +63,11 @@ class Case:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+# The fields every result row is keyed by, from Case itself: a new axis is a new field.
+CASE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Case))
+# Row fields beside the figures: the key, the case fields and how the case ended.
+ROW_FIELDS: tuple[str, ...] = ("case_id", *CASE_FIELDS, "status", "error", "invalid_reason")
+
 AXES = ("models", "optimizers", "phases", "devices", "modes", "dtypes", "batch_sizes")
 
 

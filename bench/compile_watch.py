@@ -10,6 +10,20 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .figures import Figure, Kind, View, declare
+
+_T, _H, _D = (frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY}),
+              frozenset({View.DETAIL, View.HISTORY}))
+FIGURES = declare(
+    Figure("compile_time_s", Kind.SECONDS, "compile", "compile", "the first, compiling call", views=_T),
+    Figure("compile_backend", Kind.TEXT, "backend", "compile", views=_H),
+    Figure("graph_count", Kind.COUNT, "graphs", "compile", deterministic=True, views=_D),
+    Figure("graph_break_count", Kind.COUNT, "graph breaks", "compile", deterministic=True, views=_D),
+    Figure("graph_breaks", Kind.TEXT, "break reasons", "compile", views=_D),
+    Figure("recompiles", Kind.COUNT, "recompiles", "compile", deterministic=True, views=_D),
+    Figure("recompile_reasons", Kind.TEXT, "recompile reasons", "compile", views=_D),
+)
+
 
 @dataclass(frozen=True)
 class CompileSnapshot:

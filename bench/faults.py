@@ -2,32 +2,60 @@
 
 from __future__ import annotations
 
-STATUSES = ("ok", "skipped", "invalid", "oom", "compile_error", "non_finite", "unsupported", "error")
+from enum import Enum
+
+
+class Status(str, Enum):
+    """How a case ended. Stored as its value (a plain string) in every results file."""
+
+    OK = "ok"  # measured
+    SKIPPED = "skipped"  # cannot run here (no CUDA), by the environment, not the code
+    INVALID = "invalid"  # measured, but the figures cannot be trusted (recompiled while timed)
+    OOM = "oom"
+    COMPILE_ERROR = "compile_error"
+    NON_FINITE = "non_finite"
+    UNSUPPORTED = "unsupported"  # excluded by design (an optimizer that does not run on the device)
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def measured(self) -> bool:
+        return self in (Status.OK, Status.INVALID)
+
+    @property
+    def failed(self) -> bool:
+        """A failure of the code under test (what a gate must not pass)."""
+        return self not in (Status.OK, Status.SKIPPED, Status.UNSUPPORTED)
+
+
+STATUSES = tuple(s.value for s in Status)
 
 
 class CaseFailure(RuntimeError):
-    status = "error"
+    status = Status.ERROR
 
 
 class UnsupportedCase(CaseFailure):
     """The case cannot run here by design (an optimizer that does not support the device)."""
 
-    status = "unsupported"
+    status = Status.UNSUPPORTED
 
 
 class NonFiniteLoss(CaseFailure):
     """The loss (or the forward output) is NaN or infinite: timing it would be meaningless."""
 
-    status = "non_finite"
+    status = Status.NON_FINITE
 
 
-def classify(exc: BaseException) -> str:
+def classify(exc: BaseException) -> Status:
     """The status for an exception raised while building, warming up or timing a case."""
     if isinstance(exc, CaseFailure):
         return exc.status
     text = str(exc).lower()
     if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text:
-        return "oom"
+        return Status.OOM
     if type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
-        return "compile_error"
-    return "error"
+        return Status.COMPILE_ERROR
+    return Status.ERROR

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .figures import Figure, Kind, View, declare
+
 if TYPE_CHECKING:
     from .harness import Step
 
@@ -26,6 +28,17 @@ GPU_PEAKS: list[tuple[str, dict[str, float]]] = [
     ("T4", dict(float32=8.1e12, tf32=8.1e12, bfloat16=0.0)),
 ]
 CPU_PEAK_MATMUL_SIZE = 1024
+
+_T, _H = frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY})
+FIGURES = declare(
+    Figure("flops", Kind.FLOPS, "FLOPs", "flops", "matmul and convolution FLOPs of one call (eager twin)",
+           deterministic=True, views=_H),
+    Figure("flops_per_s", Kind.FLOP_RATE, "FLOP/s", "flops", "FLOPs / median", views=_T),
+    Figure("peak_flops_per_s", Kind.FLOP_RATE, "peak FLOP/s", "flops", "data sheet (GPU) or measured matmul (CPU)",
+           views=_H),
+    Figure("peak_share", Kind.RATIO, "of peak", "flops", "FLOP/s as a share of the peak", views=_T),
+    Figure("peak_source", Kind.TEXT, "peak source", "flops", views=_H),
+)
 
 
 def count_flops(step: Step) -> int:

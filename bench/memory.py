@@ -25,10 +25,24 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from .figures import Figure, Kind, View, declare
+
 if TYPE_CHECKING:
     from .harness import Step
 
 STEP_MARK = "blitzbench::memory_step"
+
+_T, _H = frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY})
+FIGURES = declare(
+    Figure("mem_param_bytes", Kind.BYTES, "params", "memory", "bytes of the parameters", views=_H),
+    Figure("mem_held_bytes", Kind.BYTES, "held", "memory",
+           "tensors kept between steps: parameters, gradients, optimizer state, buffers, the batch", views=_H),
+    Figure("mem_peak_bytes", Kind.BYTES, "peak mem", "memory", "most live tensor bytes during a step",
+           views=_T),
+    Figure("cuda_max_allocated_bytes", Kind.BYTES, "CUDA max allocated", "memory",
+           "the caching allocator's peak", deterministic=True, tolerance=0.01, views=_H),
+    Figure("cuda_max_reserved_bytes", Kind.BYTES, "CUDA max reserved", "memory", views=_H),
+)
 
 
 def _tensors(step: Step) -> Iterable[torch.Tensor]:

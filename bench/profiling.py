@@ -25,6 +25,7 @@ from torch.profiler import (ProfilerActivity, profile, record_function, schedule
 
 from reports.traces import TRACE_SUFFIXES, TRACES_DIR
 
+from .figures import Figure, Kind, View, declare
 from .harness import Step, synchronize
 
 # The budget for one case's trace on disk; the default schedule stays far below it.
@@ -37,6 +38,15 @@ _OPERATOR = re.compile(r"^[A-Za-z_]\w*::[A-Za-z_]\w*(\.\w+)?$")
 # CPU-side launch calls of the CUDA runtime and driver APIs: one per kernel (or graph) launch.
 _LAUNCH = re.compile(r"^cu(da)?\w*Launch")
 _USER_SCOPE = 7  # torch's RecordScope::USER_SCOPE: record_function annotations
+
+_H, _D = frozenset({View.HISTORY}), frozenset({View.DETAIL, View.HISTORY})
+FIGURES = declare(
+    Figure("trace_dir", Kind.TEXT, "trace", "profile", "the case's profiler trace folder", views=_H),
+    Figure("trace_bytes", Kind.BYTES, "trace size", "profile", views=_H),
+    Figure("op_calls_per_step", Kind.COUNT, "operator calls/step", "profile", deterministic=True, views=_D),
+    Figure("kernel_launches_per_step", Kind.COUNT, "kernel launches/step", "profile", deterministic=True,
+           views=_D),
+)
 
 
 @dataclass(frozen=True)

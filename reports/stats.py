@@ -10,8 +10,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from bench.figures import Figure, Kind, View, declare
+
 NOISY_IQR_REL = 0.10  # interquartile range above 10% of the median
 NOISY_CI_REL = 0.05  # 95% CI of the median wider than 5% of it
+
+_T, _H = frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY})
+# Derived from the raw rounds when results are read (older runs also stored them).
+FIGURES = declare(
+    Figure("median_ci_low_s", Kind.SECONDS, "CI low", "stats", "95% CI of the median, low end", views=_T),
+    Figure("median_ci_high_s", Kind.SECONDS, "CI high", "stats", "95% CI of the median, high end", views=_T),
+    Figure("iqr_rel", Kind.RATIO, "IQR", "stats", "interquartile range / median", views=_T),
+    Figure("ci_rel_width", Kind.RATIO, "CI width", "stats", "CI width / median", views=_H),
+    Figure("noisy", Kind.FLAG, "noisy", "stats", "IQR above 10% or CI above 5% of the median", views=_T),
+)
 
 
 @functools.lru_cache(maxsize=4096)

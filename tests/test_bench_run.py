@@ -11,7 +11,7 @@ import torch
 
 from bench import cases as matrix
 from reports import load
-from tests.conftest import ROOT, bench_cmd, run_bench
+from tests.helpers import ROOT, bench_cmd, run_bench
 
 
 def test_smoke_run_writes_json_that_loads_into_the_expected_rows(smoke_run):

@@ -3,7 +3,7 @@
 import json
 
 from reports import load
-from tests.conftest import run_bench
+from tests.helpers import run_bench
 
 PLUGIN = ["-p", "tests.fault_plugin"]
 

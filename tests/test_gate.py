@@ -15,7 +15,7 @@ import pytest
 from reports.gate import GateConfig, GateInputError, gate, holm, noise_floor
 from reports.gate_report import markdown
 from bench.cases import Case
-from tests.conftest import ROOT, run_bench
+from tests.helpers import ROOT, run_bench
 from tests.synthetic import entry, rounds, write_run
 
 # Enough rounds for a rank test to reach significance even when rounds are slow.

@@ -16,7 +16,7 @@ from reports.__main__ import main
 from reports.history import HistoryError, append_run, check, load_history, locate, mark_changes
 from reports.stats import median_ci, significant_change
 from tests.browser import open_page
-from tests.conftest import ROOT, run_bench
+from tests.helpers import ROOT, run_bench
 from tests.synthetic import entry, rounds, write_run
 
 SMOKE = matrix.select("smoke")

@@ -15,7 +15,7 @@ from bench.profiling import (SETUP_LABEL, TIMED_LABEL, TRACE_BUDGET_BYTES, Profi
 from reports import load
 from reports.profile import PROFILE_CSV, aggregate, load_profile, step_counts, top_ops
 from reports.traces import TraceError, check_traces, find_traces, op_names, read_trace
-from tests.conftest import run_bench
+from tests.helpers import run_bench
 
 TRAIN = "train_step[fashion_mlp-adadelta-cpu-eager-b64]"
 BACKWARD = "backward[fashion_mlp-cpu-eager-b64]"

@@ -10,7 +10,7 @@ import textwrap
 
 from bench import cases as matrix
 from bench.progress import Estimate, clock_text
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 LINE = re.compile(r"^\[(\d+)/(\d+)\] (\S+)  (\d+:\d\d) elapsed(?:, ~(\d+:\d\d) left)? [.sFE]", re.M)
 

@@ -8,7 +8,7 @@ import pytest
 
 from reports import ResultsError, compile_speedup, device_speedup, load, phase_table
 from reports.render import humanize, markdown, time_unit
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def entry(phase="train_step", model="lenet", optimizer="sgd", device="cpu", mode="eager", median=0.002):

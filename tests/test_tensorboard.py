@@ -19,7 +19,7 @@ import pytest
 
 from bench.profiling import trace_folder_name
 from tests.browser import is_blank, open_page
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CASE = "train_step[fashion_mlp-adadelta-cpu-eager-b64]"
 PLUGIN = "/data/plugin/pytorch_profiler"

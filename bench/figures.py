@@ -1,0 +1,129 @@
+"""The schema of a result row: every figure a pass produces, declared once, beside that pass.
+
+A ``Figure`` says what a column of the results is: its name (the column and the key in
+pytest-benchmark's ``extra_info``), its kind (which fixes the unit it is stored in: seconds,
+bytes, counts, FLOPs, ratios...), whether it is deterministic (and how much it may move
+before the gate calls it a change), and where it is shown. Loading, tables, formatting,
+Markdown, HTML, charts, the gate and the history all loop over these declarations; none
+keeps a list of its own. Adding a figure is one ``declare(...)`` beside the code that
+produces it.
+
+This module imports nothing heavy (no torch), so the reports can read the schema.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from enum import Enum
+from typing import Iterable
+
+
+class Kind(str, Enum):
+    """What a figure counts; it fixes the stored unit (never scaled: formatting picks units)."""
+
+    SECONDS = "seconds"  # stored in s
+    BYTES = "bytes"  # stored in B
+    COUNT = "count"  # a whole number: rounds, parameters, graphs, operator calls
+    FLOPS = "flops"  # floating-point operations (per call)
+    FLOP_RATE = "flop_rate"  # FLOP/s
+    RATE = "rate"  # items per second (samples/s)
+    RATIO = "ratio"  # a dimensionless fraction: 0.05 is 5%
+    FLAG = "flag"  # True / False
+    TEXT = "text"  # a string, or a list of strings (reasons)
+    NUMBER = "number"  # any other plain number (a load average)
+
+    @property
+    def unit(self) -> str:
+        return _UNITS[self]
+
+    @property
+    def numeric(self) -> bool:
+        return self not in (Kind.FLAG, Kind.TEXT)
+
+
+_UNITS = {Kind.SECONDS: "s", Kind.BYTES: "B", Kind.COUNT: "", Kind.FLOPS: "FLOP", Kind.FLOP_RATE: "FLOP/s",
+          Kind.RATE: "/s", Kind.RATIO: "", Kind.FLAG: "", Kind.TEXT: "", Kind.NUMBER: ""}
+
+
+class View(str, Enum):
+    """Where a figure is shown. Every figure is in report.csv and ``reports.load``'s frame."""
+
+    TABLE = "table"  # a column of the per-phase tables (Markdown and HTML)
+    HISTORY = "history"  # stored per case and run in the history database
+    DETAIL = "detail"  # a section of its own in the report (compile behaviour, profiles)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a result row."""
+
+    name: str
+    kind: Kind
+    label: str  # short column header, without the unit (the renderer adds it)
+    source: str  # the pass that produces it: "timing", "memory", "flops", "compile", ...
+    help: str = ""
+    # Deterministic figures repeat exactly for the same code: the gate compares them on their
+    # own, with this relative tolerance (0: exact), whatever the timing noise.
+    deterministic: bool = False
+    tolerance: float = 0.0
+    views: frozenset[View] = frozenset({View.HISTORY})
+
+    def shown_in(self, view: View) -> bool:
+        return view in self.views
+
+
+_REGISTRY: dict[str, Figure] = {}
+
+# Modules that declare the built-in figures. ``figures()`` imports them so that a reader (the
+# reports) sees every declaration without knowing which pass produces what.
+DECLARING_MODULES = (
+    "bench.timing",
+    "bench.memory",
+    "bench.flops",
+    "bench.compile_watch",
+    "bench.profiling",
+)
+# (The reports declare the figures they derive when reading, such as the median's CI, in
+# their own modules: bench never imports reports.)
+
+
+def declare(*figures: Figure) -> tuple[Figure, ...]:
+    """Register figures; declaring the same name twice with a different meaning is an error."""
+    for figure in figures:
+        known = _REGISTRY.get(figure.name)
+        if known is not None and known != figure:
+            raise ValueError(f"figure {figure.name!r} is declared twice, differently: {known} and {figure}")
+        _REGISTRY[figure.name] = figure
+    return figures
+
+
+def undeclare(name: str) -> None:
+    """Forget a figure (for tests and plug-ins that replace one)."""
+    _REGISTRY.pop(name, None)
+
+
+def _load_declarations() -> None:
+    for module in DECLARING_MODULES:
+        importlib.import_module(module)
+
+
+def figures(*, view: View | None = None, source: str | None = None) -> tuple[Figure, ...]:
+    """Every declared figure (in declaration order), optionally only those of a view or pass."""
+    _load_declarations()
+    return tuple(f for f in _REGISTRY.values()
+                 if (view is None or view in f.views) and (source is None or f.source == source))
+
+
+def get(name: str) -> Figure | None:
+    """The declaration of a column, or None for a column nobody declared (a plug-in's extra)."""
+    _load_declarations()
+    return _REGISTRY.get(name)
+
+
+def deterministic() -> tuple[Figure, ...]:
+    return tuple(f for f in figures() if f.deterministic)
+
+
+def names(items: Iterable[Figure]) -> list[str]:
+    return [f.name for f in items]
