@@ -8,7 +8,9 @@ dependencies (for example an offline GPU machine): nothing is installed then.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
 import sys
 
 import nox
@@ -19,6 +21,14 @@ nox.options.default_venv_backend = "uv|virtualenv"
 # torch is several GB: keep each session's environment between runs.
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests"]
+
+
+# Sessions that only read results need no torch (5.5 GB): pandas and the charts' libraries.
+# Keep in step with pyproject.toml's dependencies, less torch and torchvision.
+READER_DEPS = ["pandas>=2.0", "tabulate>=0.9", "matplotlib>=3.7", "scipy>=1.11", "jinja2>=3.1"]
+# After Ctrl-C, time for pytest to finish the case in hand and write benchmark.json and the
+# reports before nox escalates to SIGTERM (nox's default is 0.3 s, which loses them).
+INTERRUPT_TIMEOUT_S = 120.0
 
 
 def install(session: nox.Session, extras: str = "") -> str:
@@ -33,6 +43,30 @@ def install(session: nox.Session, extras: str = "") -> str:
     return "python"
 
 
+def install_reader(session: nox.Session) -> str:
+    """A light environment for sessions that only read results: no torch."""
+    if session.venv_backend == "none":
+        return sys.executable
+    session.install("-c", "constraints.txt", *READER_DEPS)
+    session.install("--no-deps", "-e", ".")
+    return "python"
+
+
+def run_measuring(session: nox.Session, python: str, *args: str) -> None:
+    """A command that measures: on Ctrl-C it gets time to write what it has measured."""
+    session.run(python, *args, interrupt_timeout=INTERRUPT_TIMEOUT_S)
+
+
+def run_with_exit_status(session: nox.Session, python: str, *args: str) -> None:
+    """Run a command and exit nox with the command's own status (nox would turn 1 and 2 into 1)."""
+    if python == "python":
+        python = os.path.join(session.bin, "python")
+    session.log(" ".join([python, *args]))
+    status = subprocess.call([python, *args])
+    if status:
+        raise SystemExit(status)  # nox lets SystemExit through: its code is nox's exit status
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (posargs go to pytest)."""
@@ -45,14 +79,14 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks (default preset), write results/<run>/report.md and report.html, append
     the run to results/history.sqlite; posargs go to pytest."""
     python = install(session)
-    session.run(python, "-m", "pytest", "bench", *session.posargs)
+    run_measuring(session, python, "-m", "pytest", "bench", *session.posargs)
 
 
 @nox.session
 def report(session: nox.Session) -> None:
     """Re-render the report of a results folder (default: the latest run); with ``-- --history``,
     the history page (results/history.html)."""
-    python = install(session)
+    python = install_reader(session)
     session.run(python, "-m", "reports", *session.posargs)
 
 
@@ -61,8 +95,8 @@ def profile(session: nox.Session) -> None:
     """Time, then profile the selected cases (options as for bench): traces and a summary per case."""
     python = install(session)
     # Short timing: this session is for the traces (nox -s bench -- --profile for full timing).
-    session.run(python, "-m", "pytest", "bench", "--profile", "--benchmark-max-time=0.2",
-                *session.posargs)
+    run_measuring(session, python, "-m", "pytest", "bench", "--profile", "--benchmark-max-time=0.2",
+                  *session.posargs)
 
 
 @nox.session
@@ -74,9 +108,9 @@ def tensorboard(session: nox.Session) -> None:
 
 @nox.session
 def gate(session: nox.Session) -> None:
-    """Compare two result sets and fail on real slowdowns: nox -s gate -- BASELINE CURRENT."""
-    python = install(session)
-    session.run(python, "-m", "reports", "gate", *session.posargs)
+    """Compare two result sets: nox -s gate -- BASELINE CURRENT; exit 0 pass, 1 regression, 2 unusable input."""
+    python = install_reader(session)
+    run_with_exit_status(session, python, "-m", "reports", "gate", *session.posargs)
 
 
 @nox.session
@@ -95,5 +129,5 @@ def calibrate(session: nox.Session) -> None:
     for repeat in range(args.best_of):  # interleaved, as a gate's base and head runs are
         for side in sides:
             run = f"{side}/run-{repeat}" if args.best_of > 1 else side
-            session.run(python, "-m", "pytest", "bench", "--run-dir", run, *bench_args)
+            run_measuring(session, python, "-m", "pytest", "bench", "--run-dir", run, *bench_args)
     session.run(python, "-m", "reports", "calibrate", *sides, "--output", "results/noise_floor.json")
