@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -54,7 +55,20 @@ def install_reader(session: nox.Session) -> str:
 
 def run_measuring(session: nox.Session, python: str, *args: str) -> None:
     """A command that measures: on Ctrl-C it gets time to write what it has measured."""
+    stop_with_nox(session)
     session.run(python, *args, interrupt_timeout=INTERRUPT_TIMEOUT_S)
+
+
+def stop_with_nox(session: nox.Session) -> None:
+    """Make SIGTERM to nox stop the command too (a service manager or CI stopping the session).
+
+    nox stops its command on KeyboardInterrupt: it waits for it, then sends it SIGTERM. Without
+    this, SIGTERM ends nox alone and leaves the command (a TensorBoard server) running.
+    """
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def run_with_exit_status(session: nox.Session, python: str, *args: str) -> None:
@@ -103,7 +117,10 @@ def profile(session: nox.Session) -> None:
 def tensorboard(session: nox.Session) -> None:
     """Serve results/ (or the folder given) with TensorBoard's profiler plugin on 127.0.0.1."""
     python = install(session, "[profile]")
-    session.run(python, "-m", "reports.tensorboard", *session.posargs)
+    stop_with_nox(session)
+    # Ctrl-C reaches the viewer from the terminal; after a SIGTERM to nox it gets one 2 s later.
+    session.run(python, "-m", "reports.tensorboard", *session.posargs, interrupt_timeout=2.0,
+                terminate_timeout=10.0)
 
 
 @nox.session
