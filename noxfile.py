@@ -8,11 +8,13 @@ dependencies (for example an offline GPU machine): nothing is installed then.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import nox
 
@@ -59,13 +61,28 @@ def run_measuring(session: nox.Session, python: str, *args: str) -> None:
     session.run(python, *args, interrupt_timeout=INTERRUPT_TIMEOUT_S)
 
 
-def stop_with_nox(session: nox.Session) -> None:
-    """Make SIGTERM to nox stop the command too (a service manager or CI stopping the session).
+def _children() -> list[int]:
+    """Process ids whose parent is this process (Linux /proc; elsewhere none)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            found.append(int(stat.parent.name))
+    return found
 
-    nox stops its command on KeyboardInterrupt: it waits for it, then sends it SIGTERM. Without
-    this, SIGTERM ends nox alone and leaves the command (a TensorBoard server) running.
-    """
+
+def stop_with_nox(session: nox.Session) -> None:
+    """Make SIGTERM to nox stop the session's command as Ctrl-C does (a CI job cancelled, a
+    service manager stopping the viewer): the command gets SIGINT, so a run writes what it has
+    measured and a TensorBoard server shuts down, and nox waits for it (interrupt_timeout).
+    Without this, SIGTERM ends nox alone and leaves the command running."""
     def interrupt(signum: int, frame: object) -> None:
+        for pid in _children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
@@ -118,9 +135,7 @@ def tensorboard(session: nox.Session) -> None:
     """Serve results/ (or the folder given) with TensorBoard's profiler plugin on 127.0.0.1."""
     python = install(session, "[profile]")
     stop_with_nox(session)
-    # Ctrl-C reaches the viewer from the terminal; after a SIGTERM to nox it gets one 2 s later.
-    session.run(python, "-m", "reports.tensorboard", *session.posargs, interrupt_timeout=2.0,
-                terminate_timeout=10.0)
+    session.run(python, "-m", "reports.tensorboard", *session.posargs, interrupt_timeout=10.0)
 
 
 @nox.session
