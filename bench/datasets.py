@@ -27,6 +27,7 @@ NUM_CLASSES = 10
 SIDE = 28
 DEFAULT_SIZE = 6400  # training images of a synthetic dataset: 100 batches of the seed's 64
 CACHE_ENV = "BLITZBENCH_DATA_CACHE"
+GENERATOR = 2  # in the cache folder's name: a changed generator never reads an old cache
 
 
 class DataError(ValueError):
@@ -131,7 +132,7 @@ class SyntheticSpec:
 
     @property
     def folder_name(self) -> str:
-        return f"synthetic-{self.dataset}-{self.train_size}-{self.test_size}-s{self.rng_seed}"
+        return f"synthetic{GENERATOR}-{self.dataset}-{self.train_size}-{self.test_size}-s{self.rng_seed}"
 
 
 def cache_dir() -> Path:

@@ -1,0 +1,154 @@
+"""The seed's input pipeline and epoch loop, timed step by step.
+
+``data`` walks the DataLoader alone; ``epoch`` is the seed's loop over it:
+
+    for images, labels in trainloader:
+        optimizer.zero_grad()
+        images = images.view(images.shape[0], -1)
+        loss = criterion(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()
+
+Each step's time is split at the moment the batch is in hand: before it, the loop waits for
+the loader (``next()`` and the copy to the device); after it, it computes. ``loss.item()``
+ends every step with a synchronization, as in the seed, so on CUDA the compute part holds
+the GPU work too. The data-wait share is the waiting over the whole epoch's time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+
+from .figures import Figure, Kind, View, declare
+
+_T, _H = frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY})
+FIGURES = declare(
+    Figure("epoch_images", Kind.COUNT, "images/epoch", "pipeline", views=_H),
+    Figure("epoch_batches", Kind.COUNT, "batches/epoch", "pipeline", views=_H),
+    Figure("images_per_s", Kind.RATE, "images/s", "pipeline", "images of an epoch / its median time", views=_T),
+    Figure("batch_s", Kind.SECONDS, "per batch", "pipeline", "median time of one step (wait + compute)",
+           views=_H),
+    Figure("data_wait_s", Kind.SECONDS, "data wait/step", "pipeline",
+            "median time a step waits for its batch", views=_H),
+    Figure("compute_s", Kind.SECONDS, "compute/step", "pipeline", "median time of a step's compute", views=_H),
+    Figure("data_wait_share", Kind.RATIO, "data wait", "pipeline",
+           "share of the epoch spent waiting for batches", views=_T),
+    Figure("epoch_losses", Kind.TEXT, "epoch losses", "pipeline", "the mean training loss of each epoch",
+           views=_H),
+    Figure("data_source", Kind.TEXT, "data", "pipeline", "which dataset was read, from where", views=_H),
+)
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """The DataLoader's knobs the pipeline axes vary; the defaults are the seed's."""
+
+    batch_size: int = 64
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    prefetch_factor: int | None = None  # torch's default (2) when workers are used
+
+    def loader_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
+                                      pin_memory=self.pin_memory)
+        if self.num_workers > 0:  # torch refuses these two without workers
+            kwargs["persistent_workers"] = self.persistent_workers
+            if self.prefetch_factor is not None:
+                kwargs["prefetch_factor"] = self.prefetch_factor
+        return kwargs
+
+
+def make_loader(dataset: torch.utils.data.Dataset, settings: LoaderSettings,
+                rng_seed: int = 0) -> torch.utils.data.DataLoader:
+    """The seed's ``DataLoader(dataset, batch_size=64, shuffle=True)``, shuffled reproducibly."""
+    generator = torch.Generator().manual_seed(rng_seed)
+    return torch.utils.data.DataLoader(dataset, generator=generator, **settings.loader_kwargs())
+
+
+@dataclass
+class EpochRecord:
+    """One epoch, step by step: seconds waiting for each batch and computing on it."""
+
+    images: int = 0
+    wait_s: list[float] = field(default_factory=list)
+    compute_s: list[float] = field(default_factory=list)
+    loss_sum: float = 0.0
+
+    @property
+    def batches(self) -> int:
+        return len(self.wait_s)
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.wait_s) + sum(self.compute_s)
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / self.batches if self.batches else float("nan")
+
+
+def _to(batch: Iterable[torch.Tensor], device: str) -> list[torch.Tensor]:
+    return [t.to(device, non_blocking=True) for t in batch]
+
+
+def walk(loader: torch.utils.data.DataLoader, device: str,
+         step: Callable[[torch.Tensor, torch.Tensor], float] | None = None) -> EpochRecord:
+    """One pass over ``loader``; ``step(images, labels)`` returns the step's loss (None: data only)."""
+    record = EpochRecord()
+    iterator = iter(loader)
+    while True:
+        start = time.perf_counter()
+        try:
+            images, labels = _to(next(iterator), device)
+        except StopIteration:
+            break
+        if device == "cuda":
+            torch.cuda.synchronize()  # the batch is on the device before the step starts
+        ready = time.perf_counter()
+        if step is not None:
+            record.loss_sum += step(images, labels)
+        record.wait_s.append(ready - start)
+        record.compute_s.append(time.perf_counter() - ready)
+        record.images += images.shape[0]
+    return record
+
+
+def seed_step(model: torch.nn.Module, criterion: Callable, optimizer: torch.optim.Optimizer,
+              prepare: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """The seed's loop body; ``prepare`` is its ``images.view(images.shape[0], -1)`` (or nothing)."""
+    def step(images: torch.Tensor, labels: torch.Tensor) -> float:
+        optimizer.zero_grad()
+        loss = criterion(model(prepare(images)), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()  # running_loss += loss.item(): a synchronization per step, as the seed
+
+    return step
+
+
+def summarize_epochs(records: list[EpochRecord]) -> dict[str, Any]:
+    """Figures of several epochs: sizes, throughput from the median epoch, the wait share."""
+    import statistics
+
+    epoch_s = statistics.median(r.total_s for r in records)
+    waits = [w for r in records for w in r.wait_s]
+    computes = [c for r in records for c in r.compute_s]
+    total = sum(waits) + sum(computes)
+    return dict(
+        epoch_images=records[0].images, epoch_batches=records[0].batches,
+        images_per_s=records[0].images / epoch_s if epoch_s else None,
+        batch_s=statistics.median(w + c for w, c in zip(waits, computes)),
+        data_wait_s=statistics.median(waits), compute_s=statistics.median(computes),
+        data_wait_share=sum(waits) / total if total else None,
+    )
+
+
+def loss_line(mean_loss: float) -> str:
+    """What the seed prints after each epoch."""
+    return f"Training loss: {mean_loss}"
