@@ -192,8 +192,7 @@ def _row(item: pytest.Item, case: matrix.Case, report: pytest.TestReport, call: 
     return {
         "name": item.name,
         "fullname": item.nodeid,
-        "extra_info": dict(case.as_dict(), case_id=case.id, status=Status(status).value,
-                           error=message[-2000:]),
+        "extra_info": dict(case.as_dict(), case_id=case.id, status=status.value, error=message[-2000:]),
         "stats": None,
         "finished_at": time.time(),
     }

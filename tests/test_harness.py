@@ -88,7 +88,7 @@ def _loss_of(step):
     import models
 
     spec = models.get_spec(step.case.model)
-    inputs, target = spec.make_batch(step.case.batch_size)  # same seed: the batch trained on
+    inputs, target = spec.make_batch(step.case.batch_size)  # same rng_seed (0): the batch trained on
     criterion = spec.make_criterion()
 
     def loss() -> float:
