@@ -14,6 +14,7 @@ This is a check of the harness, not a test: timings depend on the machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -47,12 +48,13 @@ class CompareWithTorchTimer:
             reference = timer.blocked_autorange(min_run_time=self.min_run_time).median
         else:
             # Timer.timeit(1) runs its setup and a warm-up of 2 statements, then its setup
-            # again and 1 measured statement. One graph per setup, consumed by the first
-            # statement (the second warm-up statement does nothing), keeps one graph alive at
-            # a time, as in the suite's rounds: setup() builds it and unsets the gradients.
-            timer = tub.Timer(stmt="if graph:\n    fn(*graph[0], **graph[1])\n    graph = None",
-                              setup="graph = setup()",
-                              globals={"fn": step.fn, "setup": step.setup}, num_threads=threads)
+            # again and 1 measured statement. Its setup is the step's own (Step.run, bound
+            # with functools.partial and not yet called): one graph per setup, consumed by the
+            # first statement (the second warm-up statement does nothing), keeps one graph
+            # alive at a time, as in the suite's rounds.
+            timer = tub.Timer(stmt="if call:\n    call()\n    call = None",
+                              setup="call = step.run(partial)",
+                              globals={"step": step, "partial": functools.partial}, num_threads=threads)
             rounds = len(benchmark.stats.stats.data)
             reference = statistics.median(timer.timeit(1).raw_times[0] for _ in range(rounds))
         self.rows.append((step.case.id, benchmark.stats.stats.median, reference))

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .figures import Figure, Kind, View, declare
+from .passes import FunctionPass
+
+if TYPE_CHECKING:
+    from .passes import Timing
+    from .step import Step
 
 _T, _H, _D = (frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY}),
               frozenset({View.DETAIL, View.HISTORY}))
@@ -76,3 +82,17 @@ def snapshot() -> CompileSnapshot:
         breaks=Counter(dict(counters["graph_break"])),
         guard_failures={code: list(failures) for code, failures in guard_failures.items()},
     )
+
+
+def compile_figures(step: Step, timing: Timing) -> dict[str, Any]:
+    """Graphs and breaks of the cold compile; every frame compiled after it is a recompile."""
+    if step.case.mode != "compile":
+        return dict(compile_time_s=None, compile_backend=None)
+    first, later = timing.compile_first, timing.compile_later
+    return dict(compile_time_s=timing.first_call_s, compile_backend=timing.compile_backend,
+                graph_count=first.graphs + later.graphs, graph_break_count=sum(first.breaks.values()),
+                graph_breaks=first.break_reasons, recompiles=later.frames,
+                recompile_reasons=later.guard_failures[:5])
+
+
+COMPILE = FunctionPass("compile", compile_figures)

@@ -17,19 +17,17 @@ import pytest
 
 from . import cases as matrix
 from . import environment, isolate, profile_plugin
-from .faults import CaseFailure, classify
+from .faults import CaseFailure, Status, classify
+from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, HISTORY_DB
 from .flops import cpu_peak
-from .profile_plugin import pytest_runtest_call  # noqa: F401  (the --profile pass, after timing)
-from .harness import Runner, cuda_available, synced_perf_counter
+from .harness import cuda_available, synced_perf_counter
 from .progress import PLUGIN_NAME, Progress
-from reports.environment import ENVIRONMENT_FILE
-
-from .results import BENCHMARK_JSON, RunWriter, new_run_dir
+from .results import RunWriter, new_run_dir
+from .runners import MEASURED_ELSEWHERE, InProcessRunner, IsolatedRunner, Runner
 
 _CASES = pytest.StashKey[list]()
 _WRITER = pytest.StashKey[RunWriter]()
 _ENV = pytest.StashKey[dict]()
-_ISOLATED = pytest.StashKey[bool]()
 _REPORT = pytest.StashKey[dict]()
 
 
@@ -41,7 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                         help=f"comma list replacing the preset's {axis.replace('_', ' ')}")
     group.addoption("--preset", dest="bb_preset", default="default",
                     help=f"case matrix to start from: {', '.join(matrix.PRESETS)} (default: default)")
-    group.addoption("--results-dir", dest="bb_results_dir", default="results",
+    group.addoption("--results-dir", dest="bb_results_dir", default=DEFAULT_RESULTS_DIR,
                     help="folder that receives one subfolder per run (default: results)")
     group.addoption("--history-db", dest="bb_history_db", default=None, metavar="PATH|URL",
                     help="SQLite history every finished run is appended to: a path, sqlite:///PATH "
@@ -143,34 +141,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
-class IsolatedRunner:
-    """Stands in for Runner under --isolate: each case is measured by a child process."""
-
-    def __init__(self, request: pytest.FixtureRequest) -> None:
-        self.request = request
-        self.last_step = None
-
-    def measure(self, benchmark: Any, case: matrix.Case) -> None:
-        config = self.request.config
-        self.request.node.stash[_ISOLATED] = True  # the child records the row
-        writer = config.stash[_WRITER]
-        row = isolate.run_case(config, case, writer.run_dir)
-        writer.count += 1
-        extra = row.get("extra_info") or {}
-        status = extra.get("status")
-        if status == "skipped":
-            pytest.skip(extra.get("error") or "skipped")
-        if status not in ("ok", "invalid"):
-            pytest.fail(f"{status}: {extra.get('error')}", pytrace=False)
-
-
 @pytest.fixture
-def runner(request: pytest.FixtureRequest) -> Runner | IsolatedRunner:
-    opt = request.config.option
+def runner(request: pytest.FixtureRequest) -> Runner:
+    """The runner of this run: in this process, or each case in a child (--isolate)."""
+    config = request.config
+    opt = config.option
     if opt.bb_isolate:
-        return IsolatedRunner(request)
-    return Runner(max_time=float(opt.benchmark_max_time), min_rounds=int(opt.benchmark_min_rounds),
-                  compile_backend=opt.bb_compile_backend)
+        return IsolatedRunner(config, request.node, config.stash[_WRITER])
+    return InProcessRunner(max_time=float(opt.benchmark_max_time), min_rounds=int(opt.benchmark_min_rounds),
+                           compile_backend=opt.bb_compile_backend,
+                           extra_passes=profile_plugin.extra_passes(config))
 
 
 @pytest.fixture
@@ -187,7 +167,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = outcome.get_result()
     writer = item.config.stash.get(_WRITER, None)
     case = getattr(item, "callspec", None) and item.callspec.params.get("case")
-    if writer is None or case is None or item.stash.get(_ISOLATED, False):
+    if writer is None or case is None or item.stash.get(MEASURED_ELSEWHERE, False):
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):
         writer.write(_row(item, case, report, call))
@@ -201,18 +181,18 @@ def _row(item: pytest.Item, case: matrix.Case, report: pytest.TestReport, call: 
         row["finished_at"] = time.time()
         return row
     if report.skipped and isinstance(report.longrepr, tuple):
-        status, message = "skipped", report.longrepr[2].removeprefix("Skipped: ")
+        status, message = Status.SKIPPED, report.longrepr[2].removeprefix("Skipped: ")
     elif call.excinfo is not None:
         exc = call.excinfo.value
         # Our own failures say everything in their message; others keep their type name.
         message = str(exc) if isinstance(exc, CaseFailure) else call.excinfo.exconly()
         status = classify(exc)
     else:
-        status, message = "error", str(report.longrepr)
+        status, message = Status.ERROR, str(report.longrepr)
     return {
         "name": item.name,
         "fullname": item.nodeid,
-        "extra_info": dict(case.as_dict(), case_id=case.id, status=status, error=message[-2000:]),
+        "extra_info": dict(case.as_dict(), case_id=case.id, status=status.value, error=message[-2000:]),
         "stats": None,
         "finished_at": time.time(),
     }
@@ -225,7 +205,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if session.config.option.bb_isolate:
         isolate.merge_benchmark_json(writer.run_dir)
     # Render from the JSON lines so an interrupted run still gets its report.
-    from reports.render import write_report
+    from reports.run import write_report
 
     if writer.count:
         paths = write_report(writer.run_dir)
@@ -252,7 +232,7 @@ _HISTORY = pytest.StashKey[tuple]()
 
 
 def _history_db(config: pytest.Config) -> str | Path:
-    return config.option.bb_history_db or Path(config.option.bb_results_dir) / "history.sqlite"
+    return config.option.bb_history_db or Path(config.option.bb_results_dir) / HISTORY_DB
 
 
 def _check_history(config: pytest.Config) -> None:

@@ -12,6 +12,7 @@ RUN_FILES = (CASES_FILE, BENCHMARK_JSON)  # either makes a folder a run folder
 ENVIRONMENT_FILE = "environment.json"
 ISOLATED_DIR = "isolated"  # --isolate: each child's pytest-benchmark JSON
 TRACES_DIR = "traces"  # --profile: traces/<case folder>/<host>_<pid>.<n>.pt.trace.json.gz
+TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")  # what torch.profiler's trace handler writes
 PROFILE_FILE = "profile.jsonl"  # --profile: the operator rows of each profiled case
 PROFILE_CSV = "profile.csv"
 REPORT_MD = "report.md"

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .figures import Figure, Kind, View, declare
+from .passes import FunctionPass
+from .step import build_step
 
 if TYPE_CHECKING:
-    from .harness import Step
+    from .passes import Timing
+    from .step import Step
 
 # Dense peak FLOP/s from the vendors' data sheets: (name fragment, {precision: FLOP/s}).
 # More specific names first; "tf32" applies to float32 when TF32 matmuls are allowed.
@@ -43,9 +47,13 @@ FIGURES = declare(
 
 def count_flops(step: Step) -> int:
     """FLOPs of one timed call of an *eager* step (compiled code bypasses the counter)."""
-    args, kwargs = step.setup() if step.setup is not None else ((), {})
-    with FlopCounterMode(display=False) as counter:
-        step.fn(*args, **kwargs)
+    counter = FlopCounterMode(display=False)
+
+    def counted(fn, *args, **kwargs) -> None:
+        with counter:
+            fn(*args, **kwargs)
+
+    step.run(counted)
     return int(counter.get_total_flops())
 
 
@@ -80,3 +88,18 @@ def device_peak(device: str, dtype: str) -> tuple[float | None, str]:
         peak = gpu_peak(name, dtype, tf32)
         return peak, (f"data sheet: {name}" if peak else f"unknown GPU: {name}")
     return cpu_peak(dtype), f"measured: {CPU_PEAK_MATMUL_SIZE}² matmul, {torch.get_num_threads()} threads"
+
+
+def flop_figures(step: Step, timing: Timing) -> dict[str, Any]:
+    """FLOPs of one call (counted on an eager twin: compiled kernels bypass the counter)."""
+    case = step.case
+    eager = step if case.mode == "eager" else build_step(replace(case, mode="eager"),
+                                                         compile_backend=timing.compile_backend)
+    flops = count_flops(eager)
+    peak, source = device_peak(case.device, case.dtype)
+    achieved = flops / timing.median_s if flops else None
+    return dict(flops=flops, flops_per_s=achieved, peak_flops_per_s=peak, peak_source=source,
+                peak_share=achieved / peak if achieved and peak else None)
+
+
+FLOPS = FunctionPass("flops", flop_figures)

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from .cases import Case
-from .results import BENCHMARK_JSON, CASES_FILE
+from .files import BENCHMARK_JSON, CASES_FILE, ISOLATED_DIR
 
-CHILD_DIR = "isolated"
+CHILD_DIR = ISOLATED_DIR
 # Options of the parent that must not reach the child (it gets its own values for these).
 _DROP_FLAGS = {"--isolate"}
 

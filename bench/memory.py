@@ -19,16 +19,18 @@ This is a pass of its own, after the timed rounds: the profiler never runs while
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from .figures import Figure, Kind, View, declare
+from .passes import FunctionPass
 
 if TYPE_CHECKING:
-    from .harness import Step
+    from .passes import Timing
+    from .step import Step
 
 STEP_MARK = "blitzbench::memory_step"
 
@@ -79,7 +81,7 @@ def cpu_peak_bytes(step: Step) -> int:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         for _ in range(2):
             with record_function(STEP_MARK):
-                step()
+                step.run()
     events = prof.profiler.kineto_results.events()
     start = max(e.start_ns() for e in events if e.name() == STEP_MARK)
     deltas = sorted((e.start_ns(), e.nbytes()) for e in events
@@ -95,7 +97,7 @@ def cuda_memory(step: Step) -> dict[str, int]:
     held = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     for _ in range(2):
-        step()
+        step.run()
     torch.cuda.synchronize()
     return dict(mem_held_bytes=held, mem_peak_bytes=torch.cuda.max_memory_allocated(),
                 cuda_max_allocated_bytes=torch.cuda.max_memory_allocated(),
@@ -111,3 +113,10 @@ def measure_memory(step: Step) -> dict[str, int | None]:
         figures.update(mem_held_bytes=held_bytes(step), mem_peak_bytes=cpu_peak_bytes(step),
                        cuda_max_allocated_bytes=None, cuda_max_reserved_bytes=None)
     return figures
+
+
+def _memory_pass(step: Step, timing: Timing) -> dict[str, Any]:
+    return measure_memory(step)
+
+
+MEMORY = FunctionPass("memory", _memory_pass)

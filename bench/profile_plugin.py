@@ -1,24 +1,26 @@
-"""pytest glue for ``--profile``: after a case's timing has finished, profile the same step.
+"""pytest glue for ``--profile``: a pass that profiles the timed step after its timing.
 
 ``bench/conftest.py`` adds the options (``addoption``), validates them before the run
-folder exists (``configure``), starts the per-run state once it does (``start``) and
-re-exports the ``pytest_runtest_call`` wrapper below. The wrapper runs the profiling pass
-only after the benchmark function returned, so the timed rounds never run under the
-profiler; the pass adds ``trace_dir`` and the per-step counts to ``benchmark.extra_info``
-before the result row is written, and appends the case's summary to ``profile.jsonl``.
+folder exists (``configure``), starts the per-run state once it does (``start``) and gives
+the runner this run's extra passes (``extra_passes``). ``ProfilePass`` runs after the
+timed rounds and the other passes, like every pass, so the timed rounds never run under the
+profiler; it adds ``trace_dir`` and the per-step counts to the result row and appends the
+case's summary to ``profile.jsonl``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from reports.profile import PROFILE_FILE, aggregate, record
-
-from .profiling import TRACES_DIR, ProfileConfig, capture, check_budget, parse_schedule, trace_folder_name
+from .files import PROFILE_FILE, TRACES_DIR
+from .passes import Pass, Timing
+from .profiling import ProfileConfig, aggregate, capture, check_budget, parse_schedule, record, trace_folder_name
 from .results import RunWriter
+from .step import Step
 
 _CONFIG = pytest.StashKey[ProfileConfig]()
 _STATE = pytest.StashKey["ProfileState"]()
@@ -61,32 +63,28 @@ def start(config: pytest.Config, run_dir: Path) -> None:
         config.stash[_STATE] = ProfileState(profile_config, run_dir, RunWriter(run_dir, PROFILE_FILE))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item):
-    # The benchmark runs inside this yield (a failed one raises here, and is not profiled):
-    # its timing has ended before the profiler starts.
-    result = yield
-    state = item.config.stash.get(_STATE, None)
-    if state is not None:
-        profile_item(item, state)  # an error here fails the case with its message
-    return result
+def extra_passes(config: pytest.Config) -> list[Pass]:
+    """The passes --profile adds to this run's measurements (none without it)."""
+    state = config.stash.get(_STATE, None)
+    return [] if state is None else [ProfilePass(state)]
 
 
-def profile_item(item: pytest.Item, state: ProfileState) -> None:
-    funcargs = getattr(item, "funcargs", {})
-    runner, benchmark = funcargs.get("runner"), funcargs.get("benchmark")
-    step = getattr(runner, "last_step", None)
-    if step is None or benchmark is None:
-        return
-    case = step.case
-    trace_dir = state.run_dir / TRACES_DIR / trace_folder_name(case.id)
-    result = capture(step, trace_dir, state.config)
-    check_budget(result, case.id)
-    ops = aggregate(result.events, result.steps)
-    relative = trace_dir.relative_to(state.run_dir).as_posix()
-    row = record(case.id, case.device, relative, result.steps, ops)
-    benchmark.extra_info.update(
-        trace_dir=relative, trace_bytes=result.trace_bytes, profile_steps=result.steps,
-        op_calls_per_step=row["op_calls_per_step"],
-        kernel_launches_per_step=row["kernel_launches_per_step"])
-    state.writer.write(row)
+@dataclass
+class ProfilePass:
+    """Profile the step into ``traces/<case>/``; the row gets the trace folder and counts."""
+
+    state: ProfileState
+    name: str = "profile"
+
+    def run(self, step: Step, timing: Timing) -> dict[str, Any]:
+        state, case = self.state, step.case
+        trace_dir = state.run_dir / TRACES_DIR / trace_folder_name(case.id)
+        result = capture(step, trace_dir, state.config)
+        check_budget(result, case.id)
+        ops = aggregate(result.events, result.steps)
+        relative = trace_dir.relative_to(state.run_dir).as_posix()
+        row = record(case.id, case.device, relative, result.steps, ops)
+        state.writer.write(row)
+        return dict(trace_dir=relative, trace_bytes=result.trace_bytes, profile_steps=result.steps,
+                    op_calls_per_step=row["op_calls_per_step"],
+                    kernel_launches_per_step=row["kernel_launches_per_step"])

@@ -5,8 +5,9 @@ One pass per case: ``wait`` + ``warmup`` + ``active`` executions of the step und
 ``tensorboard_trace_handler`` as a gzipped Chrome trace into
 ``<run>/traces/<case folder>/``. TensorBoard's profiler plugin and Perfetto open it.
 
-The events of the active steps are flattened into plain rows (name, kind, self times);
-``reports.profile`` turns them into the per-case tables. The untimed per-round setup
+The events of the active steps are flattened into plain rows (name, kind, self times) and
+grouped per operator (``aggregate``) into the case's line of ``profile.jsonl``, which
+``reports.profile`` reads into the per-case tables. The untimed per-round setup
 (``backward`` builds its graph) is kept in the trace under ``SETUP_LABEL`` so the
 reader sees it, but left out of the rows, so the summary covers what the timing covers.
 """
@@ -17,16 +18,16 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
+import pandas as pd
 import torch
 from torch.profiler import (ProfilerActivity, profile, record_function, schedule,
                             supported_activities, tensorboard_trace_handler)
 
-from reports.traces import TRACE_SUFFIXES, TRACES_DIR
-
 from .figures import Figure, Kind, View, declare
-from .harness import Step, synchronize
+from .files import TRACE_SUFFIXES, TRACES_DIR  # noqa: F401  (TRACES_DIR: re-exported)
+from .step import Step, synchronize
 
 # The issue's budget for one case's trace on disk; the default schedule stays far below it.
 TRACE_BUDGET_BYTES = 50 * 1024 * 1024
@@ -43,6 +44,8 @@ _H, _D = frozenset({View.HISTORY}), frozenset({View.DETAIL, View.HISTORY})
 FIGURES = declare(
     Figure("trace_dir", Kind.TEXT, "trace", "profile", "the case's profiler trace folder", views=_H),
     Figure("trace_bytes", Kind.BYTES, "trace size", "profile", views=_H),
+    Figure("profile_steps", Kind.COUNT, "profiled steps", "profile", "active steps in the trace",
+           views=frozenset()),
     Figure("op_calls_per_step", Kind.COUNT, "operator calls/step", "profile", deterministic=True, views=_D),
     Figure("kernel_launches_per_step", Kind.COUNT, "kernel launches/step", "profile", deterministic=True,
            views=_D),
@@ -120,22 +123,16 @@ def capture(step: Step, trace_dir: Path, config: ProfileConfig = ProfileConfig()
         with_stack=config.with_stack,
     ) as prof:
         for _ in range(config.steps):
-            _run_once(step)
+            step.run(_labelled, setup_scope=record_function(SETUP_LABEL))
             synchronize(device)  # the step's kernels end inside its profiler step
             prof.step()
     return Capture(trace_file=_trace_file(trace_dir), steps=config.active,
                    events=flatten(prof.events()))
 
 
-def _run_once(step: Step) -> None:
-    if step.setup is None:
-        with record_function(TIMED_LABEL):
-            step.fn()
-        return
-    with record_function(SETUP_LABEL):
-        args, kwargs = step.setup()
+def _labelled(fn, *args, **kwargs) -> None:
     with record_function(TIMED_LABEL):
-        step.fn(*args, **kwargs)
+        fn(*args, **kwargs)
 
 
 def _trace_file(trace_dir: Path) -> Path:
@@ -209,3 +206,45 @@ def check_budget(capture_: Capture, case_id: str, budget: int = TRACE_BUDGET_BYT
             f"the trace of {case_id} is {capture_.trace_bytes / 2**20:.1f} MiB, over the "
             f"{budget / 2**20:.0f} MiB budget; fewer active steps (--profile-schedule) or no "
             "--profile-with-stack keep it smaller", stacklevel=2)
+
+
+# The summary of one profiled case, one line of ``profile.jsonl`` (read by ``reports.profile``).
+EVENT_COLUMNS = ["name", "kind", "self_cpu_s", "self_device_s"]
+OP_COLUMNS = ["name", "kind", "calls_per_step", "self_cpu_s", "self_device_s", "cpu_pct"]
+
+
+def aggregate(events: Iterable[Mapping[str, Any]], steps: int) -> pd.DataFrame:
+    """One row per (name, kind): calls and self times per step, largest self CPU time first.
+
+    ``cpu_pct`` is the share of the step's self CPU time, so a reader sees how much of
+    the step the listed operators explain.
+    """
+    df = pd.DataFrame(list(events), columns=EVENT_COLUMNS)
+    if df.empty:
+        return pd.DataFrame(columns=OP_COLUMNS)
+    grouped = df.groupby(["name", "kind"], as_index=False).agg(
+        calls=("name", "size"), self_cpu_s=("self_cpu_s", "sum"),
+        self_device_s=("self_device_s", "sum"))
+    total_cpu = grouped["self_cpu_s"].sum()
+    out = pd.DataFrame({
+        "name": grouped["name"],
+        "kind": grouped["kind"],
+        "calls_per_step": grouped["calls"] / steps,
+        "self_cpu_s": grouped["self_cpu_s"] / steps,
+        "self_device_s": grouped["self_device_s"] / steps,
+        "cpu_pct": 100 * grouped["self_cpu_s"] / total_cpu if total_cpu > 0 else 0.0,
+    })
+    return out.sort_values(["self_cpu_s", "name"], ascending=[False, True]).reset_index(drop=True)
+
+
+def step_counts(ops: pd.DataFrame, device: str) -> dict[str, float | None]:
+    """Operator calls and kernel launches per step (no launches to count on the CPU)."""
+    per_kind = ops.groupby("kind")["calls_per_step"].sum() if not ops.empty else pd.Series(dtype=float)
+    launches = float(per_kind.get("launch", 0.0)) if device == "cuda" else None
+    return {"op_calls_per_step": float(per_kind.get("op", 0.0)), "kernel_launches_per_step": launches}
+
+
+def record(case_id: str, device: str, trace_dir: str, steps: int, ops: pd.DataFrame) -> dict[str, Any]:
+    """The JSON line that stores one case's summary in ``profile.jsonl``."""
+    return {"case_id": case_id, "device": device, "trace_dir": trace_dir, "steps": steps,
+            **step_counts(ops, device), "ops": ops[OP_COLUMNS].to_dict("records")}

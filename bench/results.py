@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-# The file names are the reports layer's: it reads what this layer writes.
-from reports.load import BENCHMARK_JSON, CASES_FILE  # noqa: F401  (re-exported)
+from .files import CASES_FILE
 
 
 def new_run_dir(results_dir: Path | str, now: float | None = None) -> Path:

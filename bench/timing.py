@@ -1,9 +1,20 @@
 """Timing figures: pytest-benchmark's statistics of the raw rounds, and the run context
-recorded beside them. (The step layer's timing code builds on these declarations.)"""
+recorded beside them (the ``context`` pass). Statistics derived from the raw rounds (the
+median's CI, noise) are computed by the reports when results are read, not stored here."""
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING, Any
+
+import torch
+
 from .figures import Figure, Kind, View, declare
+from .passes import FunctionPass
+
+if TYPE_CHECKING:
+    from .passes import Timing
+    from .step import Step
 
 _H, _T = frozenset({View.HISTORY}), frozenset({View.TABLE, View.HISTORY})
 
@@ -38,3 +49,19 @@ TIMING = declare(
            views=_H),
     Figure("pid", Kind.COUNT, "pid", "timing", views=frozenset()),
 )
+
+
+def context_figures(step: Step, timing: Timing) -> dict[str, Any]:
+    """Throughput, size and the context the case ran in (threads, load, process)."""
+    case = step.case
+    return dict(
+        param_count=step.param_count, first_call_s=timing.first_call_s,
+        # optimizer_step touches parameters, not samples: no throughput for it.
+        samples_per_s=None if case.phase == "optimizer_step" else case.batch_size / timing.median_s,
+        torch_version=torch.__version__, num_threads=torch.get_num_threads(), pid=os.getpid(),
+        # Other busy processes make OpenMP threads wait on each other: keep the load beside the time.
+        load_avg_1m=os.getloadavg()[0],
+    )
+
+
+CONTEXT = FunctionPass("context", context_figures)

@@ -41,10 +41,12 @@ class ModelSpec:
         batch_size: int,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
-        seed: int = 0,
+        rng_seed: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A synthetic batch (inputs, target) shaped as the seed's data; no downloads."""
-        gen = torch.Generator().manual_seed(seed)
+        """A synthetic batch (inputs, target) shaped as the seed's data; no downloads.
+
+        ``rng_seed`` seeds the random numbers ("seed" alone means the tutorials)."""
+        gen = torch.Generator().manual_seed(rng_seed)
         inputs = torch.randn((batch_size, *self.input_shape), generator=gen)
         if self.loss == "mse":
             # The blitz regresses the 10 outputs onto a random target of the same shape.

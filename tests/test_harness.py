@@ -1,9 +1,15 @@
+import time
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from bench.cases import Case
-from bench.harness import build_step, first_call, pedantic_rounds, warm_up
+from bench.figures import Figure, Kind, undeclare
+from bench.harness import first_call, measure, pedantic_rounds, warm_up
 from bench.optimizers import ManualSGD, list_optimizers, make_optimizer
+from bench.passes import builtin_passes, register_pass, unregister_pass
+from bench.step import PHASE_BUILDERS, Step, build_step, phase_builder
 
 
 def case(phase: str, model: str = "fashion_mlp", optimizer: str | None = "adam", **kw) -> Case:
@@ -18,7 +24,7 @@ def snapshot(model: torch.nn.Module) -> list[torch.Tensor]:
 def test_each_optimizer_changes_parameters_in_one_train_step(optimizer):
     step = build_step(case("train_step", "lenet", optimizer, batch_size=8))
     before = snapshot(step.model)
-    step()
+    step.run()
     changed = [not torch.equal(a, b) for a, b in zip(before, step.model.parameters())]
     assert all(changed), f"{optimizer} left {changed.count(False)} parameter tensors unchanged"
 
@@ -26,12 +32,12 @@ def test_each_optimizer_changes_parameters_in_one_train_step(optimizer):
 def test_forward_leaves_gradients_untouched():
     step = build_step(case("forward", optimizer=None))
     assert not step.model.training  # forward is measured in eval mode
-    step()
+    step.run()
     assert all(p.grad is None for p in step.model.parameters())
     existing = [torch.ones_like(p) for p in step.model.parameters()]
     for p, g in zip(step.model.parameters(), existing):
         p.grad = g.clone()
-    step()
+    step.run()
     assert all(torch.equal(p.grad, g) for p, g in zip(step.model.parameters(), existing))
 
 
@@ -48,7 +54,7 @@ def test_optimizer_step_moves_parameters_without_new_gradients():
     step = build_step(case("optimizer_step", optimizer="sgd"))
     grads = [p.grad.clone() for p in step.model.parameters()]
     before = snapshot(step.model)
-    step()
+    step.run()
     for p, b, g in zip(step.model.parameters(), before, grads):
         torch.testing.assert_close(p.detach(), b - 0.01 * g)  # plain SGD, lr 0.01
         assert torch.equal(p.grad, g)
@@ -73,7 +79,7 @@ def test_fifty_adam_train_steps_lower_the_fashion_mlp_loss():
     spec_loss = _loss_of(step)
     start = spec_loss()
     for _ in range(50):
-        step()
+        step.run()
     end = spec_loss()
     assert end < 0.5 * start, (start, end)
 
@@ -82,7 +88,7 @@ def _loss_of(step):
     import models
 
     spec = models.get_spec(step.case.model)
-    inputs, target = spec.make_batch(step.case.batch_size)  # same seed: the batch trained on
+    inputs, target = spec.make_batch(step.case.batch_size)  # same rng_seed (0): the batch trained on
     criterion = spec.make_criterion()
 
     def loss() -> float:
@@ -97,10 +103,110 @@ def test_dropout_model_trains_in_train_mode_and_infers_in_eval_mode():
     assert not build_step(case("forward", "fashion_mlp_dropout", None)).model.training
 
 
-def test_first_call_and_warm_up_return_durations():
-    step = build_step(case("backward", optimizer=None, batch_size=4))
-    assert first_call(step) > 0
-    assert warm_up(step, calls=2) > 0
+def sleeping_step(setup_s: float, call_s: float) -> Step:
+    """A step whose untimed setup and timed call take known times."""
+
+    def setup():
+        time.sleep(setup_s)
+        return (call_s,), {}
+
+    return Step(case=case("backward", optimizer=None), fn=time.sleep, setup=setup, model=torch.nn.Linear(1, 1),
+                optimizer=None, param_count=2)
+
+
+def test_first_call_includes_the_setup_and_warm_up_times_only_the_call():
+    step = sleeping_step(setup_s=0.05, call_s=0.005)
+    assert first_call(step) >= 0.055  # the cold call: setup (a compiled forward) included
+    assert 0.005 <= warm_up(step, calls=2) < 0.05  # the setup is outside the measured part
+
+
+def test_run_passes_the_setup_results_to_the_call_and_scopes_only_the_setup():
+    entered = []
+
+    class Scope:
+        def __enter__(self):
+            entered.append(True)
+
+        def __exit__(self, *exc):
+            return False
+
+    step = sleeping_step(setup_s=0, call_s=0)
+    assert step.run(lambda fn, *args, **kwargs: (fn, args, kwargs), setup_scope=Scope()) == (time.sleep, (0,), {})
+    assert entered == [True]
+    forward = build_step(case("forward", optimizer=None, batch_size=2))
+    assert forward.run(lambda fn, *args, **kwargs: args, setup_scope=Scope()) == ()
+    assert entered == [True]  # no setup, no setup scope
+
+
+def test_a_new_phase_is_one_builder():
+    @phase_builder("double_forward")
+    def double_forward(w):
+        return (lambda: w.run_model(w.inputs) * 2), None
+
+    try:
+        step = build_step(case("double_forward", optimizer=None, batch_size=2))
+        with torch.no_grad():
+            torch.testing.assert_close(step.run(), 2 * step.model(step.batch[0]))
+        with pytest.raises(ValueError, match="already has a builder"):
+            phase_builder("double_forward")(double_forward)
+    finally:
+        PHASE_BUILDERS.pop("double_forward")
+    with pytest.raises(ValueError, match="unknown phase 'double_forward'; phases with a builder: forward"):
+        build_step(case("double_forward", optimizer=None))
+
+
+class FakeBenchmark:
+    """pytest-benchmark's fixture, reduced to what measure uses: calls fn a few times."""
+
+    def __init__(self):
+        self.extra_info = {}
+        self.calls = []
+
+    def __call__(self, fn):
+        self.calls.append(fn)
+        durations = []
+        for _ in range(3):
+            start = time.perf_counter()
+            fn()
+            durations.append(time.perf_counter() - start)
+        self.stats = SimpleNamespace(stats=SimpleNamespace(median=sorted(durations)[1]))
+
+
+def test_measure_times_the_bare_step_then_runs_every_pass_and_a_registered_one():
+    class Ratio:
+        name = "test_first_to_median"
+
+        def run(self, step, timing):
+            return {"test_first_to_median": timing.first_call_s / timing.median_s}
+
+    register_pass(Ratio(), Figure("test_first_to_median", Kind.RATIO, "first/median", "test"))
+    try:
+        benchmark = FakeBenchmark()
+        step = measure(benchmark, case("forward", optimizer=None, batch_size=2), max_time=0.1, min_rounds=3)
+    finally:
+        unregister_pass("test_first_to_median")
+        undeclare("test_first_to_median")
+    assert benchmark.calls == [step.fn]  # nothing wraps the timed callable
+    info = benchmark.extra_info
+    assert info["status"] == "ok" and info["test_first_to_median"] > 0
+    assert info["samples_per_s"] == pytest.approx(2 / benchmark.stats.stats.median)
+    assert not {"median_ci_low_s", "iqr_rel", "noisy"} & set(info)  # the reports derive those
+    assert [p.name for p in builtin_passes()] == ["context", "compile", "memory", "flops"]
+
+
+def test_a_pass_returning_an_undeclared_figure_fails_the_case():
+    class Sloppy:
+        name = "sloppy"
+
+        def run(self, step, timing):
+            return {"not_declared_anywhere": 1}
+
+    register_pass(Sloppy())
+    try:
+        with pytest.raises(ValueError, match="pass 'sloppy' returned undeclared figure"):
+            measure(FakeBenchmark(), case("forward", optimizer=None, batch_size=2), max_time=0.1, min_rounds=3)
+    finally:
+        unregister_pass("sloppy")
 
 
 def test_pedantic_rounds_follow_the_time_budget():

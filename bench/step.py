@@ -1,0 +1,200 @@
+"""The step layer: the callable a case times, built by one builder per phase.
+
+``build_step`` makes what every phase shares (model, batch, loss, optimizer on the case's
+device, compiled or not) as a ``Workload``; the phase's builder, looked up in
+``PHASE_BUILDERS``, turns it into the timed function and its untimed per-round setup. A new
+phase is one decorated builder::
+
+    @phase_builder("epoch")
+    def epoch(w: Workload) -> tuple[Callable, Setup | None]: ...
+
+``Step.run`` is the one place that runs "setup, then call": warm-up, the FLOP count, the
+memory and profiling passes and the accuracy check all go through it. Nothing here times.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+import models
+
+from .cases import Case
+from .faults import UnsupportedCase
+from .optimizers import make_optimizer, supported_devices
+
+# Untimed work before each call (backward: build the graph); returns (args, kwargs) for fn.
+Setup = Callable[[], tuple[tuple, dict]]
+PhaseBuilder = Callable[["Workload"], tuple[Callable[..., Any], "Setup | None"]]
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA), so a clock read after it sees it finished."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _invoke(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
+
+
+@dataclass
+class Step:
+    """The callable to time for one case, with what it closes over."""
+
+    case: Case
+    fn: Callable[..., Any]
+    setup: Setup | None
+    model: nn.Module
+    optimizer: torch.optim.Optimizer | None
+    param_count: int
+    batch: tuple[torch.Tensor, ...] = ()
+    # The loss (or, for forward, the output) computed eagerly under no_grad, for finiteness checks.
+    check_value: Callable[[], torch.Tensor] | None = None
+
+    def run(self, call: Callable[..., Any] = _invoke, *,
+            setup_scope: AbstractContextManager | None = None) -> Any:
+        """One execution: the setup (if any, inside ``setup_scope``), then ``call(fn, *args, **kwargs)``.
+
+        ``call`` wraps the timed part only: a stopwatch (warm-up), a FLOP counter, a profiler
+        label, or ``functools.partial`` to get the bound call without running it.
+        """
+        if self.setup is None:
+            return call(self.fn)
+        with setup_scope or nullcontext():
+            args, kwargs = self.setup()
+        return call(self.fn, *args, **kwargs)
+
+    def is_finite(self) -> bool:
+        return self.check_value is None or bool(torch.isfinite(self.check_value()).all())
+
+
+@dataclass
+class Workload:
+    """What every phase builder starts from: the case's model, batch, loss and optimizer."""
+
+    case: Case
+    model: nn.Module
+    run_model: Callable[[torch.Tensor], torch.Tensor]  # the model, compiled in compile mode
+    inputs: torch.Tensor
+    target: torch.Tensor
+    loss: Callable[[], torch.Tensor]  # criterion(run_model(inputs), target), with the graph
+    optimizer: torch.optim.Optimizer | None
+    opt_step: Callable[[], Any]  # optimizer.step, compiled in compile mode
+
+
+PHASE_BUILDERS: dict[str, PhaseBuilder] = {}
+
+
+def phase_builder(name: str) -> Callable[[PhaseBuilder], PhaseBuilder]:
+    """Register the builder of a phase: ``Workload -> (fn, setup or None)``."""
+
+    def decorator(builder: PhaseBuilder) -> PhaseBuilder:
+        if name in PHASE_BUILDERS:
+            raise ValueError(f"phase {name!r} already has a builder")
+        PHASE_BUILDERS[name] = builder
+        return builder
+
+    return decorator
+
+
+@phase_builder("forward")
+def forward(w: Workload) -> tuple[Callable[..., Any], None]:
+    run_model, inputs = w.run_model, w.inputs
+
+    def fn() -> torch.Tensor:
+        with torch.no_grad():
+            return run_model(inputs)
+
+    return fn, None
+
+
+@phase_builder("backward")
+def backward(w: Workload) -> tuple[Callable[..., Any], Setup]:
+    model, loss = w.model, w.loss
+
+    def setup() -> tuple[tuple, dict]:
+        model.zero_grad(set_to_none=True)
+        return (loss(),), {}
+
+    def fn(graph_loss: torch.Tensor) -> None:
+        graph_loss.backward()
+
+    return fn, setup
+
+
+@phase_builder("optimizer_step")
+def optimizer_step(w: Workload) -> tuple[Callable[..., Any], None]:
+    # Gradients are made once; each timed call applies the step to the same gradients.
+    w.loss().backward()
+    return w.opt_step, None
+
+
+@phase_builder("train_step")
+def train_step(w: Workload) -> tuple[Callable[..., Any], None]:
+    optimizer, loss, opt_step = w.optimizer, w.loss, w.opt_step
+
+    def fn() -> None:
+        # The seed's loop body: zero_grad -> forward -> loss -> backward -> step.
+        optimizer.zero_grad()
+        loss().backward()
+        opt_step()
+
+    return fn, None
+
+
+def check_supported(case: Case) -> None:
+    devices = supported_devices(case.optimizer) if case.optimizer else None
+    if devices is not None and case.device not in devices:
+        raise UnsupportedCase(
+            f"optimizer {case.optimizer!r} does not run on {case.device}; it supports {', '.join(devices)}"
+        )
+
+
+def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor") -> Step:
+    """Model, data, loss and optimizer on the case's device, and the callable for its phase."""
+    check_supported(case)
+    try:
+        builder = PHASE_BUILDERS[case.phase]
+    except KeyError:
+        raise ValueError(f"unknown phase {case.phase!r}; phases with a builder: "
+                         f"{', '.join(PHASE_BUILDERS)}") from None
+    spec = models.get_spec(case.model)
+    dtype = getattr(torch, case.dtype)
+    torch.manual_seed(rng_seed)
+    model = spec.build().to(device=case.device, dtype=dtype)
+    inputs, target = spec.make_batch(case.batch_size, case.device, dtype, rng_seed=rng_seed)
+    inputs = spec.prepare(inputs)  # the seed's view(B, -1), done once outside the timed region
+    criterion = spec.make_criterion()
+    params = list(model.parameters())
+
+    # Dropout is active where gradients are taken (train) and off for inference (eval).
+    model.train(case.phase != "forward")
+    run_model: Callable[[torch.Tensor], torch.Tensor] = (
+        torch.compile(model, backend=compile_backend) if case.mode == "compile" else model
+    )
+
+    def loss() -> torch.Tensor:
+        return criterion(run_model(inputs), target)
+
+    optimizer = make_optimizer(case.optimizer, params) if case.optimizer else None
+    opt_step: Callable[[], Any] = optimizer.step if optimizer else (lambda: None)
+    if optimizer is not None and case.mode == "compile":
+        opt_step = torch.compile(optimizer.step, backend=compile_backend)
+
+    fn, setup = builder(Workload(case=case, model=model, run_model=run_model, inputs=inputs,
+                                 target=target, loss=loss, optimizer=optimizer, opt_step=opt_step))
+
+    def check_value() -> torch.Tensor:
+        # Eager and without grad, so checking never triggers a compile or touches gradients.
+        with torch.no_grad():
+            out = model(inputs)
+            return out if case.phase == "forward" else criterion(out, target)
+
+    return Step(case=case, fn=fn, setup=setup, model=model, optimizer=optimizer,
+                param_count=sum(p.numel() for p in params), batch=(inputs, target),
+                check_value=check_value)
