@@ -29,7 +29,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from bench.cases import CASE_FIELDS, ROW_FIELDS, Case
-from bench.files import HISTORY_DB
+from bench.files import DEFAULT_RESULTS_DIR, HISTORY_DB
 
 from ..environment import read_environment
 from ..load import ResultsError, load
@@ -83,7 +83,7 @@ def check(db: Path | str) -> Path:
 def _check(path: Path) -> None:
     """Refuse, without writing, a file that is not a readable blitzbench history."""
     if path.is_dir():
-        raise HistoryError(f"{path}: is a folder; the history is a file such as results/{DEFAULT_NAME}")
+        raise HistoryError(f"{path}: is a folder; the history is a file such as {DEFAULT_RESULTS_DIR}/{DEFAULT_NAME}")
     if not path.exists() or path.stat().st_size == 0:
         return
     untouched = "it was left untouched; move it away or pass another --history-db"
@@ -249,7 +249,7 @@ def load_history(db: Path | str) -> pd.DataFrame:
     path = locate(db)
     if not path.is_file():
         raise HistoryError(f"{path}: no history yet; every `nox -s bench` run appends to "
-                           f"results/{DEFAULT_NAME} (or the --history-db it is given)")
+                           f"{DEFAULT_RESULTS_DIR}/{DEFAULT_NAME} (or the --history-db it is given)")
     _check(path)
     try:
         with _read_only(path) as conn:

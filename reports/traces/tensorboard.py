@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.files import DEFAULT_RESULTS_DIR
+
 from .files import TraceError, check_traces
 
 HOST = "127.0.0.1"  # never all interfaces: the traces are the user's, the server has no auth
@@ -77,8 +79,8 @@ def launch(logdir: Path, port: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports.tensorboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", nargs="?", type=Path, default=Path("results"),
-                        help="results folder, one run, or one trace folder (default: results)")
+    parser.add_argument("folder", nargs="?", type=Path, default=Path(DEFAULT_RESULTS_DIR),
+                        help=f"results folder, one run, or one trace folder (default: {DEFAULT_RESULTS_DIR})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port on {HOST} (default: {DEFAULT_PORT}; 0 picks a free one)")
     args = parser.parse_args(argv)
