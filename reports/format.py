@@ -88,6 +88,11 @@ def relative(value: float) -> str:
     return f"{100 * value:+.1f}%"
 
 
+def decimal(value: float, digits: int = 2) -> str:
+    """A fixed number of decimals: a load average, 9.00."""
+    return f"{value:.{digits}f}"
+
+
 def short_percent(value: float) -> str:
     """A tolerance or threshold as few digits as it needs: 0.01 -> ``1%``."""
     return f"{100 * value:g}%"

@@ -22,6 +22,7 @@ import pandas as pd
 
 from bench.faults import Status
 
+from ..format import percent, relative
 from ..schema import deterministic
 from ..stats import holm, mann_whitney, noise_floors, ratio_interval, run_shift
 
@@ -172,8 +173,8 @@ def _shift_note(shift: dict[str, Any], normalize: bool) -> str:
     advice = ("Verdicts and changes below are relative to this shift (--normalize); times are as measured."
               if normalize else "Rerun base and head interleaved on one machine, or pass --normalize "
               "to judge each case relative to the shift.")
-    return (f"The whole run moved: the median case changed by {100 * (shift['ratio'] - 1):+.1f}% and "
-            f"{100 * shift['same_direction']:.0f}% of the {shift['cases']} cases moved the same way. "
+    return (f"The whole run moved: the median case changed by {relative(shift['ratio'] - 1)} and "
+            f"{percent(shift['same_direction'], 0)} of the {shift['cases']} cases moved the same way. "
             "A shift of every case is often the machine (another process, CPU clocks, a slow process), "
             f"not the change. {advice}")
 

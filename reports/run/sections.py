@@ -52,7 +52,7 @@ def summary_section(df: pd.DataFrame) -> Section:
             f"{noisy} noisy. " + (TIMES_NOTE if not measured.empty else "No case was measured."))
     blocks: list[Any] = [Cards(cards), Note(text)]
     for run, load, cores in busy_runs(df.attrs.get("environments", {})):
-        blocks.append(Note(f"run {run} started with a load average of {load:.2f} on {cores} cores; other "
+        blocks.append(Note(f"run {run} started with a load average of {fmt.decimal(load)} on {cores} cores; other "
                            "processes compete with torch's threads and can inflate times many-fold. Each "
                            "case's load_avg_1m is in the CSV.", warning=True))
     return Section("summary", "Summary", blocks)
