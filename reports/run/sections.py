@@ -34,7 +34,7 @@ def run_sections(df: pd.DataFrame, profile: pd.DataFrame, run_dir: Path | None =
     sections = [summary_section(df), environment_section(environments, measured)]
     phases = [p for p in tables.PHASE_ORDER if (measured["phase"] == p).any()]
     sections += [phase_section(df, phase, run_dir) for phase in phases]
-    sections += [s for s in (speedup_section(df), chart_section("memory", "Memory", plots.memory_bars, df, phases),
+    sections += [s for s in (speedup_section(df), memory_section(df, phases),
                              chart_section("flops", "FLOP/s", plots.flops_bars, df, phases),
                              compile_section(df), profiles_section(profile, run_dir), not_measured_section(df))
                  if s is not None]
@@ -141,6 +141,21 @@ def speedup_section(df: pd.DataFrame) -> Section | None:
 def chart_section(sid: str, title: str, make, df: pd.DataFrame, phases: list[str]) -> Section | None:
     charts = [c for p in phases for c in make(df, p)]
     return Section(sid, title, [Charts(charts)]) if charts else None
+
+
+def memory_section(df: pd.DataFrame, phases: list[str]) -> Section | None:
+    """Every memory figure the run recorded, per measured case (the tables show peak only),
+    and a chart per phase."""
+    measured = tables.matrix_order(tables.ok(df))
+    recorded = [f.name for f in figures(source="memory") if f.kind is Kind.BYTES and tables.present(measured, f.name)]
+    charts = [c for p in phases for c in plots.memory_bars(df, p)]
+    if not recorded and not charts:
+        return None
+    blocks: list[Any] = []
+    if recorded:
+        shown = fmt.humanize(measured[["case_id", *recorded]])
+        blocks.append(Table(shown, numeric=[c for c in shown.columns if c != "case_id"]))
+    return Section("memory", "Memory", [*blocks, Charts(charts)])
 
 
 def compile_section(df: pd.DataFrame) -> Section | None:
