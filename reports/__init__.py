@@ -1,6 +1,9 @@
-"""Pure pandas functions from raw results to tables; rendering is the only formatting layer."""
+"""Reading results and reporting on them: ``load`` (results files -> one DataFrame), ``stats``,
+``format`` (numbers -> strings), and by feature the run report (``run``), the history
+(``history``), the gate (``gate``) and profiler traces (``traces``)."""
 
+from . import stats  # noqa: F401  (declares the figures derived when results are read)
 from .load import ResultsError, load
-from .tables import compile_speedup, device_speedup, phase_table
+from .run.tables import compile_speedup, device_speedup, phase_table
 
 __all__ = ["ResultsError", "load", "phase_table", "compile_speedup", "device_speedup"]

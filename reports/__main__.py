@@ -2,7 +2,7 @@
 
 ``python -m reports --history`` draws each case's median over the runs in the history;
 ``python -m reports gate BASELINE CURRENT`` gates a change; ``python -m reports calibrate A B``
-stores noise floors from an A/A pair (see reports/gate_cli.py).
+stores noise floors from an A/A pair (see reports/gate/cli.py).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.files import DEFAULT_RESULTS_DIR, RUN_FILES
+
 from .history import DEFAULT_NAME, write_history_report
-from .load import RUN_FILES, ResultsError
-from .render import write_report
-
-
+from .load import ResultsError
+from .run.write import write_report
 
 
 def latest_run(results_dir: Path) -> Path:
@@ -38,14 +38,14 @@ SUBCOMMANDS = ("gate", "calibrate")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SUBCOMMANDS:
-        from . import gate_cli
+        from .gate import cli
 
-        return {"gate": gate_cli.gate_main, "calibrate": gate_cli.calibrate_main}[argv[0]](argv[1:])
+        return {"gate": cli.gate_main, "calibrate": cli.calibrate_main}[argv[0]](argv[1:])
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__)
     parser.add_argument("run", nargs="?", type=Path,
                         help="a run folder such as results/20261122-120000 (default: the latest)")
-    parser.add_argument("--results-dir", type=Path, default=Path("results"),
-                        help="where to look for the latest run (default: results)")
+    parser.add_argument("--results-dir", type=Path, default=Path(DEFAULT_RESULTS_DIR),
+                        help=f"where to look for the latest run (default: {DEFAULT_RESULTS_DIR})")
     parser.add_argument("--history", action="store_true",
                         help="instead of one run: each case's median over the runs in the history "
                              "(writes history.html and history.md beside the history file)")

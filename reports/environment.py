@@ -6,11 +6,27 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-ENVIRONMENT_FILE = "environment.json"
+from bench.files import ENVIRONMENT_FILE
+
 # Fields expected to differ between comparable runs: when and from what revision they ran,
 # and readings that move with load (current clocks), not settings.
 VOLATILE = frozenset({"started_at", "git_commit", "git_dirty", "argv", "gpu_sm_clock_mhz",
                       "gpu_mem_clock_mhz", "cpu_peak_flops"})
+
+
+# Environment fields shown at the top of a report, in this order, with their labels.
+SHOWN_FIELDS = [
+    ("torch_version", "torch"), ("cuda_version", "CUDA"), ("cudnn_version", "cuDNN"),
+    ("python_version", "Python"), ("gpu_name", "GPU"), ("gpu_driver", "GPU driver"),
+    ("gpu_max_sm_clock_mhz", "GPU max SM clock (MHz)"), ("gpu_memory_bytes", "GPU memory"),
+    ("cpu_model", "CPU"), ("cpu_count", "CPU cores"), ("torch_num_threads", "torch threads"),
+    ("cpu_governor", "CPU governor"), ("cpu_peak_flops", "CPU matmul peak"),
+    ("load_avg_1m", "load average at start"), ("tf32_matmul", "TF32 matmul"),
+    ("tf32_cudnn", "TF32 cuDNN"), ("cudnn_benchmark", "cudnn.benchmark"),
+    ("git_commit", "git commit"), ("git_dirty", "uncommitted changes"), ("hostname", "host"),
+    ("started_at", "started"),
+]
+BUSY_LOAD_PER_CORE = 0.5
 
 
 class EnvironmentMismatchWarning(UserWarning):
@@ -54,3 +70,14 @@ def describe_differences(differing: Mapping[str, Mapping[str, Any]]) -> str:
     parts = [f"{key} ({', '.join(f'{run}: {value}' for run, value in values.items())})"
              for key, values in differing.items()]
     return "results come from different environments; differing fields: " + "; ".join(parts)
+
+
+def busy_runs(environments: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, float, int]]:
+    """``(run, load average, cores)`` for each run that started on a busy machine: competing
+    processes stall torch's threads."""
+    busy = []
+    for run, env in environments.items():
+        load, cores = env.get("load_avg_1m"), env.get("cpu_count")
+        if isinstance(load, (int, float)) and isinstance(cores, (int, float)) and load > BUSY_LOAD_PER_CORE * cores:
+            busy.append((run, float(load), int(cores)))
+    return busy

@@ -1,10 +1,13 @@
-"""Statistics on raw round times (seconds): median, its confidence interval, spread, noise."""
+"""Every statistic of the reports, on raw round times (seconds): the median's confidence
+interval, spread and noise (derived for each row when results are read), the history's
+shift test, and the gate's Holm correction, ratio interval, whole-run shift and noise floors.
+No formatting here: numbers in, numbers out."""
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,7 +19,8 @@ NOISY_IQR_REL = 0.10  # interquartile range above 10% of the median
 NOISY_CI_REL = 0.05  # 95% CI of the median wider than 5% of it
 
 _T, _H = frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY})
-# Derived from the raw rounds when results are read (older runs also stored them).
+# Derived from the raw rounds when results are read (older runs also stored them; ``derive``
+# recomputes them for every row, so old and new runs read the same).
 FIGURES = declare(
     Figure("median_ci_low_s", Kind.SECONDS, "CI low", "stats", "95% CI of the median, low end", views=_T),
     Figure("median_ci_high_s", Kind.SECONDS, "CI high", "stats", "95% CI of the median, high end", views=_T),
@@ -24,10 +28,16 @@ FIGURES = declare(
     Figure("ci_rel_width", Kind.RATIO, "CI width", "stats", "CI width / median", views=_H),
     Figure("noisy", Kind.FLAG, "noisy", "stats", "IQR above 10% or CI above 5% of the median", views=_T),
 )
+DERIVED = tuple(f.name for f in FIGURES)
 
 
+# scipy.stats.quantile_test(x, p=0.5).confidence_interval(0.95) gives the same interval as
+# these ranks from 6 rounds on (checked for n = 6..119, 200, 500, 1000, 3001 in
+# tests/test_reports.py), but NaN for 5 rounds or fewer, where this interval is the whole range
+# (which the history's shift test relies on: a run of 3 rounds never shows a shift). It also
+# searches the binomial on every call; the gate calls this per case and side. So: cached ranks.
 @functools.lru_cache(maxsize=4096)
-def _median_ranks(n: int, confidence: float) -> tuple[int, int]:
+def median_ranks(n: int, confidence: float) -> tuple[int, int]:
     """0-based ranks (j, k) with P(x_(j) <= median <= x_(k)) >= confidence, from Binomial(n, 1/2)."""
     alpha = 1 - confidence
     j = int(sps.binom.ppf(alpha / 2, n, 0.5))  # smallest j with P(B <= j) >= alpha/2
@@ -38,24 +48,24 @@ def _median_ranks(n: int, confidence: float) -> tuple[int, int]:
 
 
 def median_ci(times: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Distribution-free CI of the median from order statistics (binomial ranks, via scipy)."""
+    """Distribution-free CI of the median from order statistics (binomial ranks)."""
     x = np.sort(np.asarray(times, dtype=float))
     if len(x) == 0:
         return math.nan, math.nan
-    j, k = _median_ranks(len(x), confidence)
+    j, k = median_ranks(len(x), confidence)
     return float(x[j]), float(x[k])
 
 
 def summarize(times: Sequence[float], iqr: float | None = None, iqr_threshold: float = NOISY_IQR_REL,
               ci_threshold: float = NOISY_CI_REL) -> dict[str, float | bool]:
-    """Per-case figures kept beside pytest-benchmark's own statistics.
+    """The derived figures (``DERIVED``) of one case's rounds.
 
     ``iqr``: pass pytest-benchmark's own interquartile range so both agree; without it the
     quartiles are numpy's.
     """
     x = np.asarray(times, dtype=float)
     median = float(np.median(x))
-    if iqr is None:
+    if iqr is None or (isinstance(iqr, float) and math.isnan(iqr)):
         q1, q3 = np.percentile(x, [25, 75])
         iqr = float(q3 - q1)
     low, high = median_ci(x)
@@ -65,8 +75,27 @@ def summarize(times: Sequence[float], iqr: float | None = None, iqr_threshold: f
                 noisy=bool(iqr_rel > iqr_threshold or ci_rel > ci_threshold))
 
 
+def derive(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the derived figures computed from ``times_s`` for every row that has rounds
+    (whatever the file stored); rows without rounds keep what was stored, or nothing."""
+    out = df.copy()
+    for name in DERIVED:
+        if name not in out:
+            out[name] = None
+        out[name] = out[name].astype(object)
+    iqr = out["iqr_s"] if "iqr_s" in out else pd.Series(math.nan, index=out.index)
+    for index, times, row_iqr in zip(out.index, out["times_s"], iqr):
+        if isinstance(times, (list, tuple)) and len(times):
+            for name, value in summarize(times, iqr=row_iqr).items():
+                out.at[index, name] = value
+    for name in DERIVED:
+        if name != "noisy":
+            out[name] = pd.to_numeric(out[name], errors="coerce")
+    return out
+
+
 def ci_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """``ci_low_s`` / ``ci_high_s`` per row: the recorded CI of the median where a run
+    """``ci_low_s`` / ``ci_high_s`` per row: the recorded CI of the median where a row
     has one (``median_ci_low_s``/``median_ci_high_s``), else computed from ``times_s``."""
     low, high = [], []
     for _, row in df.iterrows():
@@ -80,16 +109,85 @@ def ci_columns(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"ci_low_s": low, "ci_high_s": high}, index=df.index)
 
 
-def significant_change(before: tuple[float, float, float], after: tuple[float, float, float],
-                       min_change: float) -> bool:
-    """True when two ``(median, ci_low, ci_high)`` differ beyond noise and beyond ``min_change``.
+# --- the history: did a case's median shift between consecutive runs? ---------------------
 
-    Disjoint 95% intervals of the medians is a conservative test; the relative threshold
-    keeps a real but negligible shift (thousands of rounds make any shift "significant")
-    from being flagged.
+
+def shifted(before: tuple[float, float, float], after: tuple[float, float, float], min_shift: float) -> bool:
+    """True when two ``(median, ci_low, ci_high)`` moved apart: disjoint 95% intervals AND a
+    relative move of at least ``min_shift``.
+
+    Disjoint intervals is a conservative test; the relative threshold keeps a real but
+    negligible move (thousands of rounds make any move "significant") from being flagged.
+    Not the gate's test (see ``holm`` and reports.gate), hence another name.
     """
     (m0, lo0, hi0), (m1, lo1, hi1) = before, after
     if any(math.isnan(v) for v in (m0, lo0, hi0, m1, lo1, hi1)) or m0 <= 0:
         return False
     disjoint = hi1 < lo0 or lo1 > hi0
-    return disjoint and abs(m1 / m0 - 1) >= min_change
+    return disjoint and abs(m1 / m0 - 1) >= min_shift
+
+
+# --- the gate: regressions and improvements between two result sets ----------------------
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (family-wise error control across cases)."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def ratio_interval(base: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """95% interval of median(cur) / median(base) from the two medians' order-statistic CIs."""
+    b_low, b_high = median_ci(base)
+    c_low, c_high = median_ci(cur)
+    return c_low / b_high, c_high / b_low
+
+
+def mann_whitney(base: np.ndarray, cur: np.ndarray, ratio: float) -> tuple[float, float]:
+    """One-sided Mann-Whitney p-values (current slower, current faster), tested only in the
+    direction of the observed change: the other cannot pass the threshold, so its p is 1."""
+    if len(base) < 2 or len(cur) < 2:
+        return 1.0, 1.0
+    direction = "greater" if ratio >= 1 else "less"
+    p = float(sps.mannwhitneyu(cur, base, alternative=direction, method="asymptotic").pvalue)
+    return (p, 1.0) if ratio >= 1 else (1.0, p)
+
+
+# A whole-run shift needs enough cases to be told apart from a change in a few of them.
+MIN_CASES_FOR_SHIFT = 5
+
+
+def run_shift(base_times: Sequence[Sequence[float]], cur_times: Sequence[Sequence[float]]) -> dict | None:
+    """How a whole current run moved against the baseline, from each case's rounds on both
+    sides: the median of the cases' median ratios and the share of cases that moved the same
+    way. None with too few cases."""
+    if len(base_times) < MIN_CASES_FOR_SHIFT:
+        return None
+    ratios = np.array([np.median(c) / np.median(b) for b, c in zip(base_times, cur_times)])
+    shift = float(np.median(ratios))
+    same_way = float(np.mean(ratios > 1) if shift >= 1 else np.mean(ratios < 1))
+    return dict(ratio=shift, same_direction=same_way, cases=len(ratios))
+
+
+def spread(a: Sequence[float], b: Sequence[float]) -> float:
+    """How far apart two samples of the same code landed: the change of the median, or its
+    95% interval's far end, whichever is larger."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    low, high = ratio_interval(a, b)
+    return max(abs(float(np.median(b) / np.median(a)) - 1), high - 1, 1 - low)
+
+
+def noise_floors(pairs: Iterable[tuple[str, Sequence[float], Sequence[float]]],
+                 safety: float = 1.5) -> dict[str, float]:
+    """Per case, over ``(case_id, rounds_a, rounds_b)`` pairs of the same code: the largest
+    ``spread``, times a safety margin."""
+    floors: dict[str, float] = {}
+    for case_id, a, b in pairs:
+        floors[case_id] = max(floors.get(case_id, 0.0), safety * spread(a, b))
+    return floors

@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 from reports import load
-from reports.gate import GateConfig, gate, noise_floor
-from reports.gate_report import markdown
+from reports.gate import GateConfig, gate, markdown, noise_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 SELECTION = ["--preset", "smoke", "--models", "lenet,fashion_mlp,fashion_mlp_dropout",

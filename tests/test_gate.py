@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.gate import GateConfig, GateInputError, gate, holm, noise_floor
-from reports.gate_report import markdown
+from reports.gate import GateConfig, GateInputError, gate, markdown, noise_floor
+from reports.stats import holm
 from bench.cases import Case
 from tests.helpers import ROOT, run_bench
 from tests.synthetic import entry, rounds, write_run

@@ -13,8 +13,8 @@ import pytest
 
 from bench import cases as matrix
 from reports.__main__ import main
-from reports.history import HistoryError, append_run, check, load_history, locate, mark_changes
-from reports.stats import median_ci, significant_change
+from reports.history import HistoryError, append_run, check, load_history, locate, mark_shifts
+from reports.stats import median_ci, shifted
 from tests.browser import open_page
 from tests.helpers import ROOT, run_bench
 from tests.synthetic import entry, rounds, write_run
@@ -66,7 +66,7 @@ def test_runs_are_ordered_by_when_they_started(tmp_path):
     assert list(load_history(db)["run"]) == ["b", "a"]
 
 
-def test_runs_append_and_planted_changes_are_marked(tmp_path):
+def test_runs_append_and_planted_shifts_are_marked(tmp_path):
     db = tmp_path / "history.sqlite"
     runs = planted_runs(tmp_path)
     for run in runs:
@@ -78,7 +78,7 @@ def test_runs_append_and_planted_changes_are_marked(tmp_path):
     stored = history.set_index(["run", "case_id"]).loc[(runs[3].name, SLOWED.id)]
     assert stored["git_commit"] == "c0ffee3" and '"gpu_name": "none"' in stored["environment"]
 
-    marked = mark_changes(history).set_index(["case_id", "run"])["change"]
+    marked = mark_shifts(history).set_index(["case_id", "run"])["shift"]
     assert marked[SLOWED.id].to_dict() == {runs[0].name: "", runs[1].name: "", runs[2].name: "slower",
                                            runs[3].name: ""}
     assert marked[FASTER.id][runs[3].name] == "faster"
@@ -87,12 +87,12 @@ def test_runs_append_and_planted_changes_are_marked(tmp_path):
     assert (marked.loc[unchanged] == "").all()  # noise alone is never marked
 
 
-def test_significance_needs_disjoint_intervals_and_a_real_shift():
+def test_a_shift_needs_disjoint_intervals_and_a_real_move():
     base = (1.00, 0.99, 1.01)
-    assert significant_change(base, (1.10, 1.09, 1.11), 0.05)
-    assert significant_change(base, (0.90, 0.89, 0.91), 0.05)
-    assert not significant_change(base, (1.03, 1.02, 1.04), 0.05)  # certain, but under 5%
-    assert not significant_change(base, (1.10, 1.00, 1.20), 0.05)  # intervals overlap
+    assert shifted(base, (1.10, 1.09, 1.11), 0.05)
+    assert shifted(base, (0.90, 0.89, 0.91), 0.05)
+    assert not shifted(base, (1.03, 1.02, 1.04), 0.05)  # certain, but under 5%
+    assert not shifted(base, (1.10, 1.00, 1.20), 0.05)  # intervals overlap
     times = [float(t) for t in range(1, 101)]
     low, high = median_ci(times)
     assert low < 50.5 < high and high - low < 25
@@ -106,9 +106,9 @@ def test_recorded_interval_is_preferred_to_the_raw_rounds():
         "run": ["a", "b"], "case_id": ["x", "x"], "status": ["ok", "ok"],
         "median_s": [1.0, 1.3], "times_s": [[0.5, 1.0, 1.5], [0.8, 1.3, 1.8]],
     })
-    assert list(mark_changes(history)["change"]) == ["", ""]
+    assert list(mark_shifts(history)["shift"]) == ["", ""]
     recorded = history.assign(median_ci_low_s=[0.95, 1.25], median_ci_high_s=[1.05, 1.35])
-    assert list(mark_changes(recorded)["change"]) == ["", "slower"]
+    assert list(mark_shifts(recorded)["shift"]) == ["", "slower"]
 
 
 def run_reports(*args: object) -> subprocess.CompletedProcess:
@@ -123,12 +123,12 @@ def test_history_command_writes_a_page_that_renders(tmp_path):
     proc = run_reports("--history", "--history-db", f"sqlite:///{db}")
     assert proc.returncode == 0, proc.stderr
     markdown = (tmp_path / "history.md").read_text()
-    assert "4 runs, 8 cases, 2 significant changes" in markdown
+    assert "4 runs, 8 cases, 2 shifts" in markdown and "## Shifts" in markdown
     line = next(ln for ln in markdown.splitlines() if ln.startswith(f"| {run_name(2)} | {SLOWED.id} "))
     assert 25 < float(line.split("|")[5].strip().rstrip("%")) < 35  # planted: +30%
     with open_page((tmp_path / "history.html").as_uri()) as (page, errors):
         sizes = page.evaluate("Promise.all(Array.from(document.images).map(i => i.decode().then(() => i.naturalWidth)))")
-        marked_rows = page.locator("#changes tbody tr").count()
+        marked_rows = page.locator("#shifts tbody tr").count()
     assert errors.all == [] and sizes and all(w > 0 for w in sizes)
     assert marked_rows == 2
 
@@ -208,6 +208,40 @@ def test_bench_run_refuses_a_corrupt_history_before_measuring(tmp_path):
     assert f"{bad}: not an SQLite database" in proc.stderr and "Traceback" not in proc.stderr
     assert not results.exists() or not any(results.iterdir())  # nothing was measured
     assert bad.read_bytes() == b"\x00garbage" * 64
+
+
+def test_new_figures_need_no_schema_change(tmp_path):
+    db = tmp_path / "history.sqlite"
+    append_run(write_run(tmp_path / "a", [entry(SLOWED, rounds(1e-3), plugin_widgets=3.5, flops=1234)]), db)
+    with sqlite3.connect(db) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(case_runs)")}
+        stored = dict(conn.execute("SELECT name, value FROM figures WHERE name IN ('plugin_widgets', 'flops')"))
+    conn.close()
+    assert "median_s" not in columns and "flops" not in columns and {"model", "batch_size"} <= columns
+    assert stored == {"plugin_widgets": 3.5, "flops": 1234.0}
+    row = load_history(db).iloc[0]
+    assert row["plugin_widgets"] == 3.5 and row["flops"] == 1234 and row["median_s"] > 0
+
+
+WIDE_FIXTURE = ROOT / "tests" / "data" / "history-wide-v1.sqlite"  # written by the wide case_runs schema
+
+
+def test_a_history_of_the_wide_schema_loads_appends_and_renders(tmp_path):
+    db = tmp_path / "old.sqlite"
+    db.write_bytes(WIDE_FIXTURE.read_bytes())
+    old = load_history(db)
+    assert len(old) == 6 and set(old["flops"]) == {1000, 1001, 1002} and (old["median_s"] > 0).all()
+    assert old["median_ci_low_s"].notna().all()  # derived from the rounds, which the file kept
+    # Appending a new run keeps the old rows and adds the figures table beside them.
+    append_run(write_run(tmp_path / "20261122-120000", [entry(SMOKE[0], rounds(1e-3), flops=1000)],
+                         environment={"started_at": "2026-11-22T12:00:00Z"}), db)
+    history = load_history(db)
+    assert len(history) == 7 and list(dict.fromkeys(history["run"]))[-1] == "20261122-120000"
+    assert history.set_index("run").loc["20261122-120000", "flops"] == 1000
+    assert main(["--history", "--history-db", str(db)]) == 0
+    markdown = (tmp_path / "history.md").read_text()
+    # Planted: the first case +30% in the second run, back to its speed in the third.
+    assert "3 runs, 3 cases, 2 shifts" in markdown
 
 
 def test_history_locations():

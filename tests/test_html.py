@@ -8,9 +8,9 @@ from html.parser import HTMLParser
 import numpy as np
 
 from bench import cases as matrix
-from reports import load, plots
-from reports.environment import read_environment
-from reports.html import report_html
+from reports import load
+from reports.run import plots
+from reports.run.write import report_html
 from tests.browser import is_blank, open_page
 from tests.synthetic import entry, rounds, write_run
 
@@ -103,21 +103,22 @@ def test_charts_stay_legible_with_the_full_matrix(tmp_path):
 def test_newer_figures_appear_when_a_run_has_them(tmp_path):
     smoke = matrix.select("smoke")
     plain_run = write_run(tmp_path / "plain", [entry(c, rounds(1e-3, seed=i)) for i, c in enumerate(smoke)])
-    plain = report_html(load(plain_run), read_environment(plain_run), "plain", plain_run)
+    plain = report_html(load(plain_run), "plain", run_dir=plain_run)
     assert 'id="memory"' not in plain and 'id="flops"' not in plain and ">trace<" not in plain
     assert "This run has no environment.json" in plain
 
     run = tmp_path / "figures"
     (run / "traces" / "one").mkdir(parents=True)
     figures = dict(mem_peak_bytes=3 * 2**20, mem_held_bytes=2**20, flops_per_s=2e9, peak_share=0.25)
-    entries = [entry(c, rounds(1e-3, seed=i), noisy=i == 0, **figures,
+    # Noise is derived from the rounds: the first case's are spread wide.
+    entries = [entry(c, rounds(1e-3, spread=0.3 if i == 0 else 0.02, seed=i), **figures,
                      trace_dir=str(run / "traces" / "one") if i == 0 else None)
                for i, c in enumerate(smoke)]
     write_run(run, entries, environment={"gpu_name": "Test GPU 80GB", "git_commit": "0123abc",
                                          "load_avg_1m": 9.0, "cpu_count": 2})
-    text = report_html(load(run), read_environment(run), "figures", run)
+    text = report_html(load(run), "figures", run_dir=run)
     assert 'id="memory"' in text and 'id="flops"' in text
-    assert ">peak (MiB)<" in text and ">GFLOP/s<" in text and ">of peak<" in text
+    assert ">peak mem (MiB)<" in text and ">GFLOP/s<" in text and ">of peak<" in text
     assert 'href="traces/one"' in text  # relative: the run folder can move
     assert text.count(">noisy<") == 1
     assert "Test GPU 80GB" in text and "0123abc" in text
@@ -128,6 +129,17 @@ def test_report_of_a_run_with_nothing_measured(tmp_path):
     skipped = [entry(c, None, status="skipped", error="CUDA is not available")
                for c in matrix.select("smoke", devices=("cuda",))]
     run = write_run(tmp_path / "run", skipped)
-    text = report_html(load(run), {}, "nothing", run)
+    text = report_html(load(run), "nothing", run_dir=run)
     assert "No case was measured." in text and 'id="not-measured"' in text
     assert "<img" not in text
+
+
+def test_profiled_run_report_has_the_profiles_section(profile_run):
+    text = (profile_run.run_dir / "report.html").read_text(encoding="utf-8")
+    markdown = (profile_run.run_dir / "report.md").read_text(encoding="utf-8")
+    assert 'id="profiles"' in text and "## Profiles" in markdown
+    section = text[text.index('id="profiles"'):]
+    section = section[:section.index("</section>")]
+    assert ">operator calls/step<" in section and "top operators by self CPU time" in section
+    assert ">operator<" in section and ">calls/step<" in section
+    assert "<td>aten::" in section  # an operator row

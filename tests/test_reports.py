@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from reports import ResultsError, compile_speedup, device_speedup, load, phase_table
-from reports.render import humanize, markdown, time_unit
+from reports.format import humanize, time_unit
+from reports.run.write import report_markdown as markdown
+from reports.stats import median_ci
 from tests.helpers import ROOT
 
 
@@ -144,3 +146,41 @@ def test_latest_run_is_the_newest_folder_with_results(tmp_path):
     later = (old / "cases.jsonl").stat().st_mtime + 10
     os.utime(named / "cases.jsonl", (later, later))
     assert latest_run(tmp_path) == named
+
+
+def test_median_ci_matches_scipy_quantile_test_from_six_rounds():
+    # reports.stats keeps its cached binomial ranks: scipy's interval is the same from 6
+    # rounds on, but NaN below that, where ours is the whole range.
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(0)
+    for n in [*range(6, 120), 200, 500, 1000, 3001]:
+        x = rng.random(n)
+        ci = sps.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(0.95)
+        assert median_ci(x) == (ci.low, ci.high), n
+    assert median_ci([3.0, 1.0, 2.0]) == (1.0, 3.0)
+
+
+def test_statistics_are_derived_from_the_rounds_whatever_the_file_stored(tmp_path):
+    stored = entry(median=0.002)
+    stored["stats"]["data"] = [0.001, 0.002, 0.003, 0.002, 0.002, 0.002, 0.002, 0.002]
+    stored["extra_info"].update(median_ci_low_s=123.0, median_ci_high_s=456.0, iqr_rel=9.0, noisy=True)
+    bare = entry(median=0.002, model="lenet3x3")
+    bare["stats"]["data"] = list(stored["stats"]["data"])
+    df = frame(tmp_path, [stored, bare])
+    derived = ["median_ci_low_s", "median_ci_high_s", "iqr_rel", "ci_rel_width", "noisy"]
+    assert df.loc[0, derived].tolist() == df.loc[1, derived].tolist()
+    assert (df.loc[0, "median_ci_low_s"], df.loc[0, "median_ci_high_s"]) == median_ci(stored["stats"]["data"])
+
+
+def test_a_column_nobody_declared_loads_and_reaches_the_csv(tmp_path):
+    extra = entry()
+    extra["extra_info"]["plugin_widgets"] = 7
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "cases.jsonl").write_text(json.dumps(extra) + "\n")
+    assert load(run).loc[0, "plugin_widgets"] == 7
+    from reports.run import write_report
+
+    write_report(run)
+    assert pd.read_csv(run / "report.csv").loc[0, "plugin_widgets"] == 7

@@ -1,7 +1,13 @@
-"""The history of runs: every finished run's cases in one SQLite file, and what changed.
+"""The history of runs: every finished run's cases in one SQLite file.
 
-One table, one row per (run, case): the case fields, the statistics, the raw round times
-(JSON), the run's environment (JSON) and git commit. SQLite because it is in the standard
+Two tables. ``case_runs``: one row per (run, case) with the case fields as columns (a new
+axis is a new column, added on the next append), how the case ended, the raw round times
+(JSON), the run's environment (JSON) and git commit. ``figures``: one row per (run, case,
+figure) with the figure's number (``value``) or text (``text``; lists as JSON), so a newly
+declared figure needs no schema change. Files written before the figures table existed kept
+every figure as a column of ``case_runs``; they are read as they are (their columns are the
+figures of their rows) and a later append adds the figures table beside them: migrated on
+read, never rewritten. SQLite because it is in the standard
 library and safe for several writers: each run is appended in one ``BEGIN IMMEDIATE``
 transaction and a second writer waits for the first (busy timeout), so two runs finishing
 at the same time both land. The default rollback journal, not write-ahead logging: it
@@ -16,41 +22,35 @@ import math
 import sqlite3
 import time
 from contextlib import closing, contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
 
-from .environment import read_environment
-from . import tables
-from .load import ResultsError, load
-from .stats import ci_columns, significant_change
+from bench.cases import CASE_FIELDS, ROW_FIELDS, Case
+from bench.files import DEFAULT_RESULTS_DIR, HISTORY_DB
 
-DEFAULT_NAME = "history.sqlite"
+from ..environment import read_environment
+from ..load import ResultsError, load
+from ..run.tables import matrix_order
+from ..schema import View, get
+from ..stats import derive
+
+DEFAULT_NAME = HISTORY_DB
 TABLE = "case_runs"
+FIGURES = "figures"
 BUSY_TIMEOUT_S = 60.0
-MIN_CHANGE = 0.05  # a median moving less than 5% is not reported, however certain
-_SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_HEADER = b"SQLite format 3\x00"
 
-# Figures stored as numbers; the later ones (confidence interval, memory, FLOPs, compile
-# graphs) come from newer runs and stay NULL for runs without them.
-NUMBER_COLUMNS = [
-    "median_s", "mean_s", "min_s", "max_s", "stddev_s", "iqr_s", "q1_s", "q3_s", "total_s",
-    "rounds", "iterations", "samples_per_s", "compile_time_s", "first_call_s", "param_count",
-    "num_threads", "load_avg_1m", "median_ci_low_s", "median_ci_high_s", "iqr_rel",
-    "ci_rel_width", "noisy", "mem_param_bytes", "mem_held_bytes", "mem_peak_bytes",
-    "cuda_max_allocated_bytes", "cuda_max_reserved_bytes", "flops", "flops_per_s",
-    "peak_flops_per_s", "peak_share", "graph_count", "graph_break_count", "recompiles",
-    "trace_bytes", "op_calls_per_step", "kernel_launches_per_step",
-]
-# Lists (graph break and recompile reasons, round times) and objects are stored as JSON.
-TEXT_COLUMNS = ["phase", "model", "optimizer", "device", "mode", "dtype", "status", "error",
-                "invalid_reason", "compile_backend", "peak_source", "graph_breaks",
-                "recompile_reasons", "torch_version", "git_commit", "started_at", "environment",
-                "times_s", "run_dir", "trace_dir"]
-COLUMNS = {"run": "TEXT NOT NULL", "case_id": "TEXT NOT NULL", "batch_size": "INTEGER",
-           **{c: "TEXT" for c in TEXT_COLUMNS}, **{c: "REAL" for c in NUMBER_COLUMNS},
-           "recorded_at": "REAL"}
+# What a run adds beside the row fields: when and from what it ran, and where its results are.
+RUN_COLUMNS = ("git_commit", "started_at", "environment", "times_s", "run_dir")
+_INTEGER_FIELDS = {f.name for f in fields(Case) if f.type in (int, "int")}
+COLUMNS = {"run": "TEXT NOT NULL", "case_id": "TEXT NOT NULL",
+           **{c: "INTEGER" if c in _INTEGER_FIELDS else "TEXT" for c in ROW_FIELDS if c != "case_id"},
+           **{c: "TEXT" for c in RUN_COLUMNS}, "recorded_at": "REAL"}
+FIGURES_SCHEMA = (f"CREATE TABLE IF NOT EXISTS {FIGURES} (run TEXT NOT NULL, case_id TEXT NOT NULL, "
+                  "name TEXT NOT NULL, value REAL, text TEXT, PRIMARY KEY (run, case_id, name))")
 
 
 class HistoryError(ResultsError):
@@ -83,13 +83,13 @@ def check(db: Path | str) -> Path:
 def _check(path: Path) -> None:
     """Refuse, without writing, a file that is not a readable blitzbench history."""
     if path.is_dir():
-        raise HistoryError(f"{path}: is a folder; the history is a file such as results/{DEFAULT_NAME}")
+        raise HistoryError(f"{path}: is a folder; the history is a file such as {DEFAULT_RESULTS_DIR}/{DEFAULT_NAME}")
     if not path.exists() or path.stat().st_size == 0:
         return
     untouched = "it was left untouched; move it away or pass another --history-db"
     with path.open("rb") as fh:
-        header = fh.read(len(_SQLITE_HEADER))
-    if header != _SQLITE_HEADER:
+        header = fh.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
         raise HistoryError(f"{path}: not an SQLite database (corrupt or another kind of file); {untouched}")
     try:
         with _read_only(path) as conn:
@@ -126,13 +126,15 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the table, or add the columns a newer version stores to an older table."""
+    """Create the tables, or add what a newer version stores to an older file: a new case
+    field's column, the figures table beside a file that kept figures as columns."""
     spec = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
     conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({spec}, PRIMARY KEY (run, case_id))")
     existing = {row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")}
     for name, kind in COLUMNS.items():
         if name not in existing:
             conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {name} {kind.replace(' NOT NULL', '')}")
+    conn.execute(FIGURES_SCHEMA)
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -150,6 +152,7 @@ def append_run(run_dir: Path | str, db: Path | str, environment: dict[str, Any] 
     names = list(COLUMNS)
     sql = (f"INSERT OR REPLACE INTO {TABLE} ({', '.join(names)}) "
            f"VALUES ({', '.join('?' for _ in names)})")
+    figure_sql = f"INSERT INTO {FIGURES} (run, case_id, name, value, text) VALUES (?, ?, ?, ?, ?)"
     path = locate(db)
     try:
         with _connect(path) as conn:
@@ -158,6 +161,9 @@ def append_run(run_dir: Path | str, db: Path | str, environment: dict[str, Any] 
                 _ensure_schema(conn)
                 run = _run_name(conn, run_dir)
                 conn.executemany(sql, [[run if n == "run" else r.get(n) for n in names] for r in records])
+                conn.executemany(f"DELETE FROM {FIGURES} WHERE run = ? AND case_id = ?",
+                                 [(run, r["case_id"]) for r in records])
+                conn.executemany(figure_sql, [(run, r["case_id"], *f) for r in records for f in r["figures"]])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -185,10 +191,12 @@ def _records(df: pd.DataFrame, env: dict[str, Any], run_dir: Path) -> list[dict[
     now = time.time()
     environment = json.dumps(env, sort_keys=True, default=str)
     records = []
+    stored = [c for c in df.columns if c not in COLUMNS and c not in ("times_s", "run", "source")
+              and (get(c) is None or get(c).shown_in(View.HISTORY))]
     for _, row in df.iterrows():
         record = {c: _plain(row.get(c)) for c in COLUMNS if c in row.index}
         record.update(
-            batch_size=_plain(row["batch_size"]),
+            figures=[f for f in (_figure(c, row[c]) for c in stored) if f is not None],
             times_s=json.dumps([float(t) for t in row["times_s"]]),
             git_commit=env.get("git_commit"), started_at=_started_at(env, run_dir, now),
             environment=environment,
@@ -210,6 +218,14 @@ def _started_at(env: dict[str, Any], run_dir: Path, now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", stamp)
 
 
+def _figure(name: str, value: Any) -> tuple[str, float | None, str | None] | None:
+    """``(name, value, text)`` of one figure, None when the row has none."""
+    value = _plain(value)
+    if value is None:
+        return None
+    return (name, float(value), None) if isinstance(value, (int, float)) else (name, None, value)
+
+
 def _plain(value: Any) -> Any:
     """A value SQLite stores: Python numbers and strings, None for missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -227,97 +243,46 @@ def _plain(value: Any) -> Any:
 
 
 def load_history(db: Path | str) -> pd.DataFrame:
-    """Every stored (run, case) row in run order; ``times_s`` as lists of seconds."""
+    """Every stored (run, case) row in run order, a column per figure; ``times_s`` as lists of
+    seconds. Figures come from the figures table and, in a file written before it, from the
+    columns of ``case_runs`` (the figures table wins where a row has both)."""
     path = locate(db)
     if not path.is_file():
         raise HistoryError(f"{path}: no history yet; every `nox -s bench` run appends to "
-                           f"results/{DEFAULT_NAME} (or the --history-db it is given)")
+                           f"{DEFAULT_RESULTS_DIR}/{DEFAULT_NAME} (or the --history-db it is given)")
     _check(path)
     try:
         with _read_only(path) as conn:
-            df = pd.read_sql_query(f"SELECT * FROM {TABLE}", conn) if TABLE in _tables(conn) else None
+            names = _tables(conn)
+            df = pd.read_sql_query(f"SELECT * FROM {TABLE}", conn) if TABLE in names else None
+            long = pd.read_sql_query(f"SELECT * FROM {FIGURES}", conn) if FIGURES in names else None
     except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
         raise HistoryError(f"{path}: cannot read the history ({exc})") from None
     if df is None or df.empty:
         raise HistoryError(f"{path}: the history holds no run yet")
+    if long is not None and not long.empty:
+        df = _with_figures(df, long)
     df["times_s"] = [json.loads(t) if t else [] for t in df["times_s"]]
     # Runs in the order they started (a --run-dir folder need not be named by its time).
-    return tables.matrix_order(df, first=["started_at", "run"])
+    return order_runs(derive(df))
 
 
-def mark_changes(history: pd.DataFrame, min_change: float = MIN_CHANGE) -> pd.DataFrame:
-    """Measured rows with their 95% CI and ``change``: ``"slower"``/``"faster"`` where the
-    median moved significantly since the case's previous measured run, else ``""``."""
-    rows = history[history["status"] == "ok"].reset_index(drop=True)
-    rows = pd.concat([rows, ci_columns(rows)], axis="columns")
-    rows["change"] = ""
-    rows["change_rel"] = math.nan
-    for _, group in rows.groupby("case_id", sort=False):
-        previous = None
-        for index, row in group.iterrows():
-            current = (row["median_s"], row["ci_low_s"], row["ci_high_s"])
-            if previous is not None:
-                rows.loc[index, "change_rel"] = current[0] / previous[0] - 1
-                if significant_change(previous, current, min_change):
-                    rows.loc[index, "change"] = "slower" if current[0] > previous[0] else "faster"
-            previous = current
-    return rows
+def _with_figures(df: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
+    """``case_runs`` rows with a column per stored figure (numbers, or text where stored so)."""
+    long = long.assign(cell=long["text"].where(long["text"].notna(), long["value"]))
+    wide = long.pivot(index=["run", "case_id"], columns="name", values="cell")
+    df = df.set_index(["run", "case_id"])
+    for name in wide.columns:
+        figure = get(name)
+        column = wide[name].reindex(df.index)
+        if figure is not None and figure.kind.numeric:
+            column = pd.to_numeric(column)
+        elif figure is None and long.loc[long["name"] == name, "text"].isna().all():
+            column = pd.to_numeric(column)  # a plug-in's number
+        df[name] = column.combine_first(df[name]) if name in df else column
+    return df.reset_index()
 
 
-def runs_table(history: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: when, git commit, torch, how many cases."""
-    def first(values: pd.Series) -> object:
-        values = values.dropna()
-        return values.iloc[0] if len(values) else None
-
-    grouped = history.groupby("run", sort=False)  # in the order the runs started
-    return pd.DataFrame({
-        "cases": grouped["case_id"].count(),
-        "measured": grouped["status"].agg(lambda s: int((s == "ok").sum())),
-        "git_commit": grouped["git_commit"].agg(first),
-        "torch_version": grouped["torch_version"].agg(first),
-    }).reset_index()
-
-
-
-def changes_table(marked: pd.DataFrame) -> pd.DataFrame:
-    """The significant changes: run, case, median before and after, relative change."""
-    rows = []
-    for _, group in marked.groupby("case_id", sort=False):
-        before = group["median_s"].shift(1)
-        hit = group["change"] != ""
-        for (_, row), prev in zip(group[hit].iterrows(), before[hit]):
-            rows.append({"run": row["run"], "case_id": row["case_id"], "before_s": prev,
-                         "after_s": row["median_s"], "change": row["change_rel"]})
-    return pd.DataFrame(rows, columns=["run", "case_id", "before_s", "after_s", "change"])
-
-
-def latest_table(marked: pd.DataFrame) -> pd.DataFrame:
-    """Per case: runs measured, the latest median with its CI, the change since the run before."""
-    grouped = marked.groupby("case_id", sort=False)
-    last = grouped.tail(1).set_index("case_id")
-    return pd.DataFrame({
-        "runs": grouped["run"].count(),
-        "median_s": last["median_s"], "ci_low_s": last["ci_low_s"], "ci_high_s": last["ci_high_s"],
-        "change": last["change_rel"], "flag": last["change"],
-    }).reset_index()
-
-
-def write_history_report(db: Path | str, out_dir: Path | str | None = None,
-                         min_change: float = MIN_CHANGE) -> dict[str, Path]:
-    """Write ``history.html`` and ``history.md`` (beside the history file by default)."""
-    from . import html, render
-
-    path = locate(db)
-    history = load_history(path)
-    marked = mark_changes(history, min_change)
-    if marked.empty:
-        raise HistoryError(f"{path}: no measured case in the history yet")
-    out = Path(out_dir) if out_dir is not None else path.parent
-    out.mkdir(parents=True, exist_ok=True)
-    changes, latest, runs = changes_table(marked), latest_table(marked), runs_table(history)
-    title = f"blitzbench history — {path.name}"
-    md_path, html_path = out / "history.md", out / "history.html"
-    md_path.write_text(render.history_markdown(title, changes, latest, runs, min_change), encoding="utf-8")
-    html_path.write_text(html.history_html(title, marked, changes, latest, runs, min_change), encoding="utf-8")
-    return {"markdown": md_path, "html": html_path}
+def order_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows by when their run started, then in matrix order."""
+    return matrix_order(df, first=["started_at", "run"])

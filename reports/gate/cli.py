@@ -12,12 +12,14 @@ import time
 import warnings
 from pathlib import Path
 
-from . import gate as gating
-from .environment import read_environment
-from .gate_report import markdown, to_json
-from .load import RUN_FILES, ResultsError, load
+from bench.files import DEFAULT_RESULTS_DIR, GATE_JSON, GATE_MD, NOISE_FLOOR_FILE, RUN_FILES
 
-DEFAULT_NOISE_FLOOR = Path("results") / "noise_floor.json"
+from ..environment import read_environment
+from ..load import ResultsError, load
+from . import compare as gating
+from .render import markdown, to_json
+
+DEFAULT_NOISE_FLOOR = Path(DEFAULT_RESULTS_DIR) / NOISE_FLOOR_FILE
 
 
 def _threshold_override(text: str) -> tuple[str, float]:
@@ -85,7 +87,7 @@ def gate_main(argv: list[str]) -> int:
     parser.add_argument("--allow-env-mismatch", action="store_true",
                         help="compare even if torch version, GPU or CPU differ")
     parser.add_argument("--output", type=Path, default=None,
-                        help="folder for gate.md and gate.json (default: the current run's folder)")
+                        help=f"folder for {GATE_MD} and {GATE_JSON} (default: the current run's folder)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
@@ -107,12 +109,12 @@ def gate_main(argv: list[str]) -> int:
     text = markdown(verdict)
     out_dir = args.output or (args.current if args.current.is_dir() else args.current.parent)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "gate.md").write_text(text, encoding="utf-8")
+    (out_dir / GATE_MD).write_text(text, encoding="utf-8")
     document = dict(to_json(verdict), elapsed_s=time.perf_counter() - started,
                     baseline=str(args.baseline), current=str(args.current))
-    (out_dir / "gate.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
+    (out_dir / GATE_JSON).write_text(json.dumps(document, indent=2), encoding="utf-8")
     print(text)
-    print(f"written: {out_dir / 'gate.md'}, {out_dir / 'gate.json'}")
+    print(f"written: {out_dir / GATE_MD}, {out_dir / GATE_JSON}")
     return 0 if verdict["passed"] else 1
 
 

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
 
-from .render import _fmt, time_unit
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:+.1f}%"
+from .. import format as fmt
+from ..format import plain_row, relative
 
 
 def _timing_table(rows: pd.DataFrame) -> str:
-    unit, scale = time_unit(pd.concat([rows["baseline_s"], rows["current_s"]]))
+    unit, scale = fmt.time_unit(pd.concat([rows["baseline_s"], rows["current_s"]]))
     view = pd.DataFrame({
         "case": rows["case_id"],
-        f"baseline → current ({unit})": [f"{_fmt(b / scale)} → {_fmt(c / scale)}"
+        f"baseline → current ({unit})": [f"{fmt.number(b / scale)} → {fmt.number(c / scale)}"
                                          for b, c in zip(rows["baseline_s"], rows["current_s"])],
-        "change (95% CI)": [f"{_pct(r - 1)} ({_pct(lo - 1)} … {_pct(hi - 1)})"
+        "change (95% CI)": [f"{relative(r - 1)} ({relative(lo - 1)} … {relative(hi - 1)})"
                             for r, lo, hi in zip(rows["ratio"], rows["ratio_low"], rows["ratio_high"])],
-        "p (Holm)": [f"{p:.1e}" for p in rows["p_value"]],
-        "threshold": [f"{100 * t:.1f}%" for t in rows["threshold"]],
-        "min. detectable": [f"{100 * m:.1f}%" for m in rows["min_detectable"]],
+        "p (Holm)": [fmt.p_value(p) for p in rows["p_value"]],
+        "threshold": [fmt.percent(t) for t in rows["threshold"]],
+        "min. detectable": [fmt.percent(m) for m in rows["min_detectable"]],
     })
     return view.to_markdown(index=False)
 
@@ -44,15 +40,15 @@ def markdown(verdict: dict[str, Any]) -> str:
         lines += ["### Deterministic changes", "",
                   "Gated apart from wall time: these do not depend on noise.", "",
                   pd.DataFrame({"case": det["case_id"], "figure": det["figure"],
-                                "baseline": det["baseline"].map(_fmt), "current": det["current"].map(_fmt),
-                                "tolerance": [f"{100 * t:g}%" for t in det["tolerance"]]}
+                                "baseline": det["baseline"].map(fmt.number), "current": det["current"].map(fmt.number),
+                                "tolerance": [fmt.short_percent(t) for t in det["tolerance"]]}
                                ).to_markdown(index=False), ""]
     unchanged = timing[timing["verdict"] == "unchanged"]
     if not unchanged.empty:
         lines += [f"<details><summary>{len(unchanged)} unchanged cases (with the smallest slowdown each "
                   "could have detected)</summary>", "", _timing_table(unchanged), "", "</details>", ""]
     cfg = verdict["config"]
-    lines += [f"Threshold {100 * cfg['threshold']:.0f}% (per-case overrides: {len(cfg['case_thresholds'])}, "
+    lines += [f"Threshold {fmt.percent(cfg['threshold'], 0)} (per-case overrides: {len(cfg['case_thresholds'])}, "
               f"noise floors: {cfg['noise_floor_cases']}), α = {cfg['alpha']}, {cfg['test']}."]
     runs = timing[["runs_base", "runs_cur"]].max()
     if runs.max() > 1:
@@ -64,16 +60,8 @@ def markdown(verdict: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):
-        return _clean(value.item())
-    return value
-
-
 def to_json(verdict: dict[str, Any]) -> dict[str, Any]:
-    records = lambda df: [{k: _clean(v) for k, v in r.items()} for r in df.to_dict("records")]  # noqa: E731
+    records = lambda df: [plain_row(r) for r in df.to_dict("records")]  # noqa: E731
     return dict(passed=verdict["passed"], counts=verdict["counts"], config=verdict["config"],
                 notes=verdict.get("notes", []), run_shift=verdict.get("run_shift"),
                 timing=records(verdict["timing"]), deterministic=records(verdict["deterministic"]))

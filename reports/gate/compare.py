@@ -19,18 +19,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
-from .stats import median_ci
+from bench.faults import Status
+
+from ..format import percent, relative
+from ..schema import deterministic
+from ..stats import holm, mann_whitney, noise_floors, ratio_interval, run_shift
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.05
-# (column, relative tolerance). Absent columns are skipped; a tolerance of 0 means exact.
-DETERMINISTIC = [
-    ("flops", 0.0), ("param_count", 0.0), ("cuda_max_allocated_bytes", 0.01),
-    ("graph_count", 0.0), ("graph_break_count", 0.0), ("recompiles", 0.0),
-    ("op_calls_per_step", 0.0), ("kernel_launches_per_step", 0.0),
-]
 # Fields whose difference makes two environments incomparable for a gate.
 ENV_FIELDS = ("torch_version", "gpu_name", "cpu_model")
 
@@ -56,35 +53,6 @@ class GateConfig:
         return max(threshold, self.noise_floor.get(case_id, 0.0))
 
 
-def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (family-wise error control across cases)."""
-    p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p)
-    adjusted = np.empty_like(p)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[index]))
-        adjusted[index] = running
-    return adjusted
-
-
-def ratio_interval(base: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
-    """95% interval of median(cur) / median(base) from the two medians' order-statistic CIs."""
-    b_low, b_high = median_ci(base)
-    c_low, c_high = median_ci(cur)
-    return c_low / b_high, c_high / b_low
-
-
-def _p_values(base: np.ndarray, cur: np.ndarray, ratio: float) -> tuple[float, float]:
-    """One-sided Mann-Whitney p-values (current slower, current faster), tested only in the
-    direction of the observed change: the other cannot pass the threshold, so its p is 1."""
-    if len(base) < 2 or len(cur) < 2:
-        return 1.0, 1.0
-    direction = "greater" if ratio >= 1 else "less"
-    p = float(sps.mannwhitneyu(cur, base, alternative=direction, method="asymptotic").pvalue)
-    return (p, 1.0) if ratio >= 1 else (1.0, p)
-
-
 AGGREGATES = ("best", "pool")
 
 
@@ -99,7 +67,7 @@ def combine_runs(df: pd.DataFrame, how: str = "best") -> pd.DataFrame:
     """
     if how not in AGGREGATES:
         raise GateInputError(f"unknown run aggregate {how!r}; choose from {', '.join(AGGREGATES)}")
-    ok = df[df["status"] == "ok"].reset_index(drop=True)  # runs concatenated repeat index labels
+    ok = df[df["status"] == Status.OK.value].reset_index(drop=True)  # runs concatenated repeat index labels
     if ok.empty or ok["case_id"].is_unique:
         return df.assign(runs_combined=1)
     if how == "pool":
@@ -111,34 +79,19 @@ def combine_runs(df: pd.DataFrame, how: str = "best") -> pd.DataFrame:
         medians = ok["times_s"].map(lambda ts: float(np.median(ts)))
         combined = ok.loc[medians.groupby(ok["case_id"], sort=False).idxmin()]
     combined = combined.assign(runs_combined=combined["case_id"].map(ok["case_id"].value_counts()))
-    return pd.concat([combined, df[df["status"] != "ok"]], ignore_index=True)
+    return pd.concat([combined, df[df["status"] != Status.OK.value]], ignore_index=True)
 
 
 def common_cases(baseline: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
     """Cases measured (status ok) in both, side by side with _base / _cur suffixes."""
-    ok_b = baseline[baseline["status"] == "ok"].drop_duplicates("case_id", keep="last")
-    ok_c = current[current["status"] == "ok"].drop_duplicates("case_id", keep="last")
+    ok_b = baseline[baseline["status"] == Status.OK.value].drop_duplicates("case_id", keep="last")
+    ok_c = current[current["status"] == Status.OK.value].drop_duplicates("case_id", keep="last")
     merged = ok_b.merge(ok_c, on="case_id", suffixes=("_base", "_cur"))
     if merged.empty:
         raise GateInputError(
             "no case measured in both result sets "
             f"(baseline: {len(ok_b)} cases, current: {len(ok_c)} cases)")
     return merged
-
-
-# A whole-run shift needs enough cases to be told apart from a change in a few of them.
-MIN_CASES_FOR_SHIFT = 5
-
-
-def run_shift(merged: pd.DataFrame) -> dict[str, Any] | None:
-    """How the whole current run moved against the baseline: the median of the cases' median
-    ratios and the share of cases that moved the same way. None with too few cases."""
-    if len(merged) < MIN_CASES_FOR_SHIFT:
-        return None
-    ratios = np.array([np.median(c) / np.median(b) for b, c in zip(merged["times_s_base"], merged["times_s_cur"])])
-    shift = float(np.median(ratios))
-    same_way = float(np.mean(ratios > 1) if shift >= 1 else np.mean(ratios < 1))
-    return dict(ratio=shift, same_direction=same_way, cases=len(ratios))
 
 
 def divide_out(merged: pd.DataFrame, ratio: float) -> pd.DataFrame:
@@ -156,7 +109,7 @@ def compare_timing(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
         cur = np.asarray(row["times_s_cur"], dtype=float)
         med_b, med_c = float(np.median(base)), float(np.median(cur))
         low, high = ratio_interval(base, cur)
-        p_slower, p_faster = _p_values(base, cur, med_c / med_b)
+        p_slower, p_faster = mann_whitney(base, cur, med_c / med_b)
         threshold = config.threshold_for(row["case_id"])
         rows.append(dict(
             case_id=row["case_id"], baseline_s=med_b, current_s=med_c, ratio=med_c / med_b,
@@ -179,7 +132,8 @@ def compare_timing(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
 def compare_deterministic(merged: pd.DataFrame) -> pd.DataFrame:
     """Every deterministic figure that changed beyond its tolerance, one row per case and figure."""
     rows = []
-    for column, tolerance in DETERMINISTIC:
+    for figure in deterministic():
+        column, tolerance = figure.name, figure.tolerance
         b_col, c_col = f"{column}_base", f"{column}_cur"
         if b_col not in merged or c_col not in merged:
             continue
@@ -219,8 +173,8 @@ def _shift_note(shift: dict[str, Any], normalize: bool) -> str:
     advice = ("Verdicts and changes below are relative to this shift (--normalize); times are as measured."
               if normalize else "Rerun base and head interleaved on one machine, or pass --normalize "
               "to judge each case relative to the shift.")
-    return (f"The whole run moved: the median case changed by {100 * (shift['ratio'] - 1):+.1f}% and "
-            f"{100 * shift['same_direction']:.0f}% of the {shift['cases']} cases moved the same way. "
+    return (f"The whole run moved: the median case changed by {relative(shift['ratio'] - 1)} and "
+            f"{percent(shift['same_direction'], 0)} of the {shift['cases']} cases moved the same way. "
             "A shift of every case is often the machine (another process, CPU clocks, a slow process), "
             f"not the change. {advice}")
 
@@ -229,7 +183,7 @@ def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | Non
     """The verdict: timing table, deterministic changes, counts and whether the gate passes."""
     config = config or GateConfig()
     merged = common_cases(combine_runs(baseline, config.aggregate), combine_runs(current, config.aggregate))
-    shift = run_shift(merged)
+    shift = run_shift(merged["times_s_base"].tolist(), merged["times_s_cur"].tolist())
     notes = [_shift_note(shift, config.normalize)] if _whole_run_moved(shift, config.threshold) else []
     normalized = config.normalize and shift is not None
     timing = compare_timing(divide_out(merged, shift["ratio"]) if normalized else merged, config)
@@ -264,12 +218,7 @@ def noise_floor(runs: Sequence[pd.DataFrame], safety: float = 1.5, aggregate: st
     floors match a gate of that many runs per side. More sets catch more of the machine's noise."""
     if len(runs) < 2:
         raise GateInputError(f"calibration needs at least 2 runs of the same code, got {len(runs)}")
-    floors: dict[str, float] = {}
-    for run_a, run_b in itertools.combinations([combine_runs(run, aggregate) for run in runs], 2):
-        merged = common_cases(run_a, run_b)
-        for case_id, a, b in zip(merged["case_id"], merged["times_s_base"], merged["times_s_cur"]):
-            a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-            low, high = ratio_interval(a, b)
-            spread = max(abs(float(np.median(b) / np.median(a)) - 1), high - 1, 1 - low)
-            floors[case_id] = max(floors.get(case_id, 0.0), safety * spread)
-    return floors
+    merged = [common_cases(a, b) for a, b in
+              itertools.combinations([combine_runs(run, aggregate) for run in runs], 2)]
+    return noise_floors(((case_id, a, b) for m in merged
+                         for case_id, a, b in zip(m["case_id"], m["times_s_base"], m["times_s_cur"])), safety)

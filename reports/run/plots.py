@@ -4,7 +4,8 @@ Figures are made with ``matplotlib.figure.Figure`` and the Agg canvas directly, 
 through pyplot, so no global backend or figure state is touched (safe inside pytest and
 in notebooks). Every function returns a list of ``Chart``: a chart that would hold more
 than ``MAX_ROWS`` cases is split into pages, so labels stay legible with the full matrix.
-Units are picked by ``render`` (the one place that decides how numbers read).
+Units are picked and numbers written by ``reports.format`` (the one place that decides how
+numbers read). History charts live with the history (reports/history/pages.py).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from . import render, tables
-from .render import _fmt as fmt
-from .stats import ci_columns
+from .. import format as fmt
+from ..schema import Kind, View, figures
+from ..stats import ci_columns
+from . import tables
+from .tables import present
 
 MAX_ROWS = 20  # labelled rows (cases, heatmap rows, bar groups) per chart; more are paginated
 MAX_BARS = 40  # bars per bar chart (each carries its value; the groups are the labels)
@@ -35,9 +38,7 @@ VARIANT_KEYS = ["device", "mode"]
 GROUP_KEYS = ["model", "optimizer", "dtype", "batch_size"]
 # One colour per variant, the same in every chart (seaborn's muted "deep" colours).
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
-# The first one a run recorded is charted, in this order.
-MEMORY_COLUMNS = {"mem_peak_bytes": "peak", "cuda_max_allocated_bytes": "CUDA max allocated",
-                  "mem_held_bytes": "held after step", "cuda_max_reserved_bytes": "CUDA max reserved"}
+HELD = "mem_held_bytes"  # drawn as a marker beside the charted memory figure
 
 _MPL = tuple(int(p) for p in matplotlib.__version__.split(".")[:2])
 # boxplot's vert= was replaced by orientation= in matplotlib 3.10.
@@ -54,11 +55,6 @@ class Chart:
     cases: list[str] = field(default_factory=list)
 
 
-def present(df: pd.DataFrame, column: str) -> bool:
-    """Whether a column exists and holds at least one value (figures from newer runs)."""
-    return column in df.columns and df[column].notna().any()
-
-
 def short_case(case_id: str) -> str:
     """``train_step[lenet-adam-cpu-eager-b64]`` -> ``lenet-adam-cpu-eager-b64``."""
     return case_id.partition("[")[2].rstrip("]") or case_id
@@ -73,7 +69,7 @@ def pages(items: Sequence, size: int = MAX_ROWS) -> list[Sequence]:
     return [items[i:i + per] for i in range(0, len(items), per)]
 
 
-def _page_title(title: str, index: int, count: int) -> str:
+def page_title(title: str, index: int, count: int) -> str:
     return title if count == 1 else f"{title} ({index + 1}/{count})"
 
 
@@ -81,10 +77,10 @@ def _facet_title(title: str, index: int, count: int, rows: pd.DataFrame) -> str:
     """A page's title; a paginated chart names the models its page shows."""
     if count == 1:
         return title
-    return f"{_page_title(title, index, count)} — {', '.join(dict.fromkeys(rows['model']))}"
+    return f"{page_title(title, index, count)} — {', '.join(dict.fromkeys(rows['model']))}"
 
 
-def _png(fig: Figure) -> bytes:
+def render_png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", facecolor="white",
@@ -98,7 +94,7 @@ def _figure(rows: int, per_row: float = 0.32, extra: float = 1.3) -> Figure:
     return fig
 
 
-def _style(ax) -> None:
+def style_axes(ax) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="x", color="#e5e5e5", linewidth=0.8)
     ax.set_axisbelow(True)
@@ -148,24 +144,32 @@ def phase_bars(df: pd.DataFrame, phase: str) -> list[Chart]:
     if rows.empty:
         return []
     rows = pd.concat([rows, ci_columns(rows)], axis="columns")
-    unit, scale = render.time_unit(rows["median_s"])
+    unit, scale = fmt.time_unit(rows["median_s"])
     return _grouped_bars(rows, "median_s", scale, title=f"{phase}: median time per call",
                          xlabel=f"median time per call ({unit}); whiskers: 95% CI of the median",
                          ci=("ci_low_s", "ci_high_s"))
 
 
+def memory_figures() -> list:
+    """The memory figures worth a chart, best first: those the tables show, then the
+    deterministic ones, then the rest (the parameters' bytes, a constant, never)."""
+    candidates = [f for f in figures(source="memory") if f.kind is Kind.BYTES and f.name != "mem_param_bytes"]
+    return sorted(candidates, key=lambda f: (not f.shown_in(View.TABLE), not f.deterministic, f.name == HELD))
+
+
 def memory_bars(df: pd.DataFrame, phase: str) -> list[Chart]:
-    """Peak memory per case of one phase (the first memory figure the run recorded);
+    """Memory per case of one phase (the first memory figure the run recorded, peak first);
     a diamond marks the memory still held after the step, where recorded."""
     rows = _ok_phase(df, phase)
-    metric = next((c for c in MEMORY_COLUMNS if present(rows, c)), None)
-    if metric is None:
+    figure = next((f for f in memory_figures() if present(rows, f.name)), None)
+    if figure is None:
         return []
+    metric = figure.name
     rows = rows.dropna(subset=[metric])
-    held = "mem_held_bytes" if metric != "mem_held_bytes" and present(rows, "mem_held_bytes") else None
-    unit, scale = render._pick(render.BYTE_UNITS, rows[metric])
-    xlabel = f"{MEMORY_COLUMNS[metric]} memory ({unit})" + ("; ◆ held after the step" if held else "")
-    return _grouped_bars(rows, metric, scale, title=f"{phase}: {MEMORY_COLUMNS[metric]} memory",
+    held = HELD if metric != HELD and present(rows, HELD) else None
+    unit, scale = fmt.pick_unit(fmt.BYTE_UNITS, rows[metric])
+    xlabel = f"{figure.label} memory ({unit})" + ("; ◆ held after the step" if held else "")
+    return _grouped_bars(rows, metric, scale, title=f"{phase}: {figure.label} memory",
                          xlabel=xlabel, marker=held)
 
 
@@ -175,11 +179,11 @@ def flops_bars(df: pd.DataFrame, phase: str) -> list[Chart]:
     if not present(rows, "flops_per_s"):
         return []
     rows = rows.dropna(subset=["flops_per_s"])
-    unit, scale = render._pick(render.RATE_UNITS, rows["flops_per_s"])
+    unit, scale = fmt.pick_unit(fmt.RATE_UNITS, rows["flops_per_s"])
     labels = None
     if present(rows, "peak_share"):
-        _, shares = render.scaled(100 * rows["peak_share"].astype(float), [("%", 1.0)])
-        labels = [f"{fmt(v / scale)} ({s}% of peak)" if s != "–" else fmt(v / scale)
+        _, shares = fmt.scaled(100 * rows["peak_share"].astype(float), [("%", 1.0)])
+        labels = [f"{fmt.number(v / scale)} ({s}% of peak)" if s != fmt.MISSING else fmt.number(v / scale)
                   for v, s in zip(rows["flops_per_s"], shares)]
     return _grouped_bars(rows, "flops_per_s", scale, title=f"{phase}: achieved FLOP/s",
                          xlabel=f"achieved {unit}", labels=labels)
@@ -202,7 +206,7 @@ def _grouped_bars(rows: pd.DataFrame, value_col: str, scale: float, title: str, 
     group_keys = _varying(rows, GROUP_KEYS)
     rows = rows.assign(_group=[_label(r, group_keys) for _, r in rows.iterrows()],
                        _variant=[_label(r, VARIANT_KEYS) for _, r in rows.iterrows()],
-                       _text=labels if labels is not None else [fmt(v) for v in rows[value_col]])
+                       _text=labels if labels is not None else [fmt.number(v) for v in rows[value_col]])
     variants = _variant_order(rows)
     per_page = max(1, min(MAX_ROWS, MAX_BARS // len(variants)))
     page_list = _model_pages(rows, per_page)
@@ -212,9 +216,9 @@ def _grouped_bars(rows: pd.DataFrame, value_col: str, scale: float, title: str, 
         fig = _bar_figure(chunk, groups, variants, value_col, ci, marker)
         ax = fig.axes[0]
         ax.set_xlabel(xlabel, fontsize=9)
-        page_title = _facet_title(title, i, len(page_list), chunk)
-        ax.set_title(page_title, loc="left", fontsize=11, fontweight="bold")
-        charts.append(Chart(page_title, _png(fig), f"Bar chart: {title}", list(chunk["case_id"])))
+        heading = _facet_title(title, i, len(page_list), chunk)
+        ax.set_title(heading, loc="left", fontsize=11, fontweight="bold")
+        charts.append(Chart(heading, render_png(fig), f"Bar chart: {title}", list(chunk["case_id"])))
     return charts
 
 
@@ -245,7 +249,7 @@ def _bar_figure(rows: pd.DataFrame, groups: Sequence[str], variants: Sequence[st
     height = min(0.8 / max(n, 1), 0.5)  # a lone bar per group stays slim
     fig = _figure(len(groups), per_row=0.22 + 0.2 * n)
     ax = fig.add_subplot()
-    _style(ax)
+    style_axes(ax)
     index = {g: i for i, g in enumerate(groups)}
     for k, variant in enumerate(present_variants):
         part = rows[rows["_variant"] == variant]
@@ -273,11 +277,11 @@ def _bar_figure(rows: pd.DataFrame, groups: Sequence[str], variants: Sequence[st
 
 
 def _value_axis(ax, values: Iterable[float]) -> None:
-    """Tick labels formatted by ``render``; a log axis (ticks at 1, 2, 5 × 10^k) when values span widely."""
+    """Tick labels formatted by ``reports.format``; a log axis (ticks at 1, 2, 5 × 10^k) when values span widely."""
     if _log_axis_if_wide(ax, values):
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt(v)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt.number(v)))
 
 
 # --- raw round times -------------------------------------------------------------------
@@ -290,7 +294,7 @@ def round_time_boxes(df: pd.DataFrame, phase: str) -> list[Chart]:
     rows = rows[rows["times_s"].map(len) > 0]
     if rows.empty:
         return []
-    unit, scale = render.time_unit(rows["median_s"])
+    unit, scale = fmt.time_unit(rows["median_s"])
     all_times = np.concatenate([np.asarray(t, dtype=float) / scale for t in rows["times_s"]])
     page_list = _model_pages(rows.assign(_group=rows["case_id"]), MAX_ROWS)
     charts = []
@@ -298,7 +302,7 @@ def round_time_boxes(df: pd.DataFrame, phase: str) -> list[Chart]:
         chunk = rows[rows["case_id"].isin(page)]
         fig = _figure(len(chunk), per_row=0.34)
         ax = fig.add_subplot()
-        _style(ax)
+        style_axes(ax)
         data = [np.asarray(t, dtype=float) / scale for t in chunk["times_s"]]
         positions = np.arange(len(data))
         ax.boxplot(data, positions=positions, widths=0.6, showfliers=True, **_HORIZONTAL,
@@ -319,7 +323,7 @@ def round_time_boxes(df: pd.DataFrame, phase: str) -> list[Chart]:
         ax.set_xlabel(f"time per call in each round ({unit}); box: quartiles; red: median", fontsize=9)
         title = _facet_title(f"{phase}: round times", i, len(page_list), chunk)
         ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
-        charts.append(Chart(title, _png(fig), f"Box plots of the raw round times of {phase} cases",
+        charts.append(Chart(title, render_png(fig), f"Box plots of the raw round times of {phase} cases",
                             list(chunk["case_id"])))
     return charts
 
@@ -351,19 +355,19 @@ def speedup_heatmaps(df: pd.DataFrame) -> list[Chart]:
         page_list = pages(row_labels)
         for i, page in enumerate(page_list):
             fig = _heatmap_figure(table[table["_row"].isin(page)], page)
-            page_title = _page_title(title, i, len(page_list))
-            fig.suptitle(page_title + " (× faster; > 1 is faster)", x=0.01, ha="left",
+            heading = page_title(title, i, len(page_list))
+            fig.suptitle(heading + " (× faster; > 1 is faster)", x=0.01, ha="left",
                          fontsize=11, fontweight="bold")
-            charts.append(Chart(page_title, _png(fig), f"Heatmap of the {title}, model by optimizer",
+            charts.append(Chart(heading, render_png(fig), f"Heatmap of the {title}, model by optimizer",
                                 list(page)))
     return charts
 
 
 def _heatmap_figure(table: pd.DataFrame, row_labels: list[str]) -> Figure:
-    panels = [p for p in (NO_OPTIMIZER_PANEL, *render.PHASE_ORDER) if p in set(table["_panel"])]
+    panels = [p for p in (NO_OPTIMIZER_PANEL, *tables.PHASE_ORDER) if p in set(table["_panel"])]
     columns = {p: list(dict.fromkeys(table.loc[table["_panel"] == p, "_column"])) for p in panels}
     if NO_OPTIMIZER_PANEL in columns:  # its columns are phases: in phase order
-        columns[NO_OPTIMIZER_PANEL].sort(key=render.PHASE_ORDER.index)
+        columns[NO_OPTIMIZER_PANEL].sort(key=tables.PHASE_ORDER.index)
     widths = [len(c) for c in columns.values()]
     fig = Figure(figsize=(min(WIDTH_IN, 2.8 + 0.62 * sum(widths) + 0.5 * len(panels)),
                           1.9 + 0.36 * len(row_labels)))
@@ -382,7 +386,7 @@ def _heatmap_figure(table: pd.DataFrame, row_labels: list[str]) -> Figure:
         for (r, c), value in np.ndenumerate(values):
             if not math.isnan(value):
                 dark = abs(math.log2(value)) > 0.6 * limit
-                ax.text(c, r, render.speedup_label(value), ha="center", va="center", fontsize=7.5,
+                ax.text(c, r, fmt.speedup_label(value), ha="center", va="center", fontsize=7.5,
                         color="white" if dark else "#222")
         ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=35, ha="right", fontsize=8.5)
         ax.set_yticks(range(len(row_labels)), row_labels if ax is axes[0] else [], fontsize=8.5)
@@ -393,82 +397,5 @@ def _heatmap_figure(table: pd.DataFrame, row_labels: list[str]) -> Figure:
     bar = fig.colorbar(image, ax=list(axes), shrink=0.9, pad=0.02)
     step = max(1, math.ceil(limit / 3))  # at most 7 ticks, at powers of two
     ticks = list(range(-step * int(limit // step), int(limit) + 1, step))
-    bar.set_ticks(ticks, labels=[f"{fmt(2.0 ** t)}×" for t in ticks])
+    bar.set_ticks(ticks, labels=[f"{fmt.number(2.0 ** t)}×" for t in ticks])
     return fig
-
-
-# --- history ---------------------------------------------------------------------------
-
-HISTORY_PER_FIGURE = 12  # small multiples: 3 columns × 4 rows
-HISTORY_COLUMNS = 3
-
-
-def history_charts(history: pd.DataFrame) -> list[Chart]:
-    """Each case's median over runs with its 95% CI band; significant changes marked.
-
-    ``history`` has one row per (run, case) in run order, with ``median_s``, ``ci_low_s``,
-    ``ci_high_s`` and ``change`` (``"slower"``, ``"faster"`` or empty).
-    """
-    runs = list(dict.fromkeys(history["run"]))
-    cases = list(dict.fromkeys(history["case_id"]))
-    page_list = pages(cases, HISTORY_PER_FIGURE)
-    charts = []
-    for i, page in enumerate(page_list):
-        fig = _history_figure(history, page, runs)
-        title = _page_title("Median time per call over runs", i, len(page_list))
-        fig.suptitle(title, x=0.01, ha="left", fontsize=11, fontweight="bold")
-        charts.append(Chart(title, _png(fig), "Line charts of each case's median over runs",
-                            list(page)))
-    return charts
-
-
-def _history_figure(history: pd.DataFrame, cases: Sequence[str], runs: list[str]) -> Figure:
-    columns = min(HISTORY_COLUMNS, len(cases))
-    rows = math.ceil(len(cases) / columns)
-    fig = Figure(figsize=(WIDTH_IN, 0.6 + 2.3 * rows))
-    fig.set_layout_engine("constrained")
-    axes = fig.subplots(rows, columns, squeeze=False).ravel()
-    for ax, case_id in zip(axes, cases):
-        _history_panel(ax, history[history["case_id"] == case_id], runs, case_id)
-    for ax in axes[len(cases):]:
-        ax.set_visible(False)
-    return fig
-
-
-def _history_panel(ax, rows: pd.DataFrame, runs: list[str], case_id: str) -> None:
-    _style(ax)
-    ax.grid(axis="y", color="#e5e5e5", linewidth=0.8)
-    x = np.array([runs.index(r) for r in rows["run"]])
-    unit, scale = render.time_unit(rows["median_s"])
-    median, low, high = (rows[c].to_numpy(dtype=float) / scale for c in ("median_s", "ci_low_s", "ci_high_s"))
-    # A run stored without its rounds has no interval: its band narrows to the median.
-    low, high = np.where(np.isnan(low), median, low), np.where(np.isnan(high), median, high)
-    ax.fill_between(x, low, high, color="#4C72B0", alpha=0.18, linewidth=0, label="95% CI")
-    ax.plot(x, median, color="#4C72B0", marker="o", markersize=3.5, linewidth=1.4, label="median")
-    for change, marker, colour in (("slower", "^", "#C44E52"), ("faster", "v", "#55A868")):
-        hit = (rows["change"] == change).to_numpy()
-        if hit.any():
-            ax.scatter(x[hit], median[hit], marker=marker, s=70, color=colour, zorder=4,
-                       edgecolors="white", linewidths=0.8, label=change)
-    ax.set_title(case_id, fontsize=8.5, loc="left")
-    ax.set_ylabel(unit, fontsize=8)
-    # At least ±10% of the typical median in view: the band shows, noise is not blown up.
-    centre, low_end, high_end = np.nanmedian(median), np.nanmin(low), np.nanmax(high)
-    half = max((high_end - low_end) / 2 * 1.15, 0.1 * centre)
-    middle = (high_end + low_end) / 2
-    ax.set_ylim(max(0.0, middle - half), middle + half)
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: _short_run(runs, v)))
-    ax.set_xlim(-0.3, max(len(runs) - 0.7, 0.3))
-    ax.tick_params(axis="x", labelsize=7)
-
-
-def _short_run(runs: list[str], position: float) -> str:
-    """``20261122-113646`` -> ``11-22 11:36``: run folders are named by their UTC start."""
-    i = int(round(position))
-    if not 0 <= i < len(runs):
-        return ""
-    name = runs[i]
-    if len(name) >= 15 and name[8] == "-" and name[:8].isdigit():
-        return f"{name[4:6]}-{name[6:8]} {name[9:11]}:{name[11:13]}"
-    return name[:14]

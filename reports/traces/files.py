@@ -12,8 +12,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from bench.files import TRACES_DIR
+
 TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
-TRACES_DIR = "traces"
 
 
 class TraceError(ValueError):
