@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .figures import Figure, Kind, View, declare
-from .passes import FunctionPass
+from .passes import FunctionPass, builtin
 
 if TYPE_CHECKING:
     from .passes import Timing
@@ -95,4 +95,4 @@ def compile_figures(step: Step, timing: Timing) -> dict[str, Any]:
                 recompile_reasons=later.guard_failures[:5])
 
 
-COMPILE = FunctionPass("compile", compile_figures)
+COMPILE = builtin(FunctionPass("compile", compile_figures))

@@ -79,10 +79,11 @@ _REGISTRY: dict[str, Figure] = {}
 # reports) sees every declaration without knowing which pass produces what.
 DECLARING_MODULES = (
     "bench.timing",
+    "bench.compile_watch",
     "bench.memory",
     "bench.flops",
-    "bench.compile_watch",
     "bench.profiling",
+    "bench.pipeline",
 )
 # (The reports declare the figures they derive when reading, such as the median's CI, in
 # their own modules: bench never imports reports.)

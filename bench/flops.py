@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .figures import Figure, Kind, View, declare
-from .passes import FunctionPass
+from .passes import FunctionPass, builtin
 from .step import build_step
 
 if TYPE_CHECKING:
@@ -102,4 +102,4 @@ def flop_figures(step: Step, timing: Timing) -> dict[str, Any]:
                 peak_share=achieved / peak if achieved and peak else None)
 
 
-FLOPS = FunctionPass("flops", flop_figures)
+FLOPS = builtin(FunctionPass("flops", flop_figures))

@@ -15,7 +15,9 @@ from typing import Any, Sequence
 
 import torch
 
-from . import compile_watch
+# Importing the pass modules adds their built-in passes, in this order (context, compile,
+# memory, FLOPs).
+from . import timing, compile_watch, memory, flops  # noqa: F401  isort: skip
 from .cases import Case
 from .faults import NonFiniteLoss, Status
 from .passes import Pass, Timing, passes, run_passes

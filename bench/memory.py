@@ -26,7 +26,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from .figures import Figure, Kind, View, declare
-from .passes import FunctionPass
+from .passes import FunctionPass, builtin
 
 if TYPE_CHECKING:
     from .passes import Timing
@@ -119,4 +119,4 @@ def _memory_pass(step: Step, timing: Timing) -> dict[str, Any]:
     return measure_memory(step)
 
 
-MEMORY = FunctionPass("memory", _memory_pass)
+MEMORY = builtin(FunctionPass("memory", _memory_pass))

@@ -64,13 +64,22 @@ class FunctionPass:
         return self.fn(step, timing)
 
 
+# Built-in passes add themselves here from their own modules (which bench.harness imports),
+# in the order they run; plug-ins' passes go to _REGISTERED and run after them.
+_BUILTIN: list[Pass] = []
 _REGISTERED: list[Pass] = []
+
+
+def builtin(pass_: Pass) -> Pass:
+    """Add one of bench's own passes (called by the module that defines it, at import)."""
+    _BUILTIN.append(pass_)
+    return pass_
 
 
 def register_pass(pass_: Pass, *figures: schema.Figure) -> Pass:
     """Run ``pass_`` after the built-in passes of every in-process measurement, and declare
     the figures it returns."""
-    if any(p.name == pass_.name for p in (*builtin_passes(), *_REGISTERED)):
+    if any(p.name == pass_.name for p in (*_BUILTIN, *_REGISTERED)):
         raise ValueError(f"a pass named {pass_.name!r} is already registered")
     schema.declare(*figures)
     _REGISTERED.append(pass_)
@@ -83,9 +92,7 @@ def unregister_pass(name: str) -> None:
 
 
 def builtin_passes() -> tuple[Pass, ...]:
-    from . import compile_watch, flops, memory, timing
-
-    return (timing.CONTEXT, compile_watch.COMPILE, memory.MEMORY, flops.FLOPS)
+    return tuple(_BUILTIN)
 
 
 def passes(extra: Iterable[Pass] = ()) -> tuple[Pass, ...]:

@@ -7,7 +7,7 @@ One pass per case: ``wait`` + ``warmup`` + ``active`` executions of the step und
 
 The events of the active steps are flattened into plain rows (name, kind, self times) and
 grouped per operator (``aggregate``) into the case's line of ``profile.jsonl``, which
-``reports.profile`` reads into the per-case tables. The untimed per-round setup
+``reports.traces.profile`` reads into the per-case tables. The untimed per-round setup
 (``backward`` builds its graph) is kept in the trace under ``SETUP_LABEL`` so the
 reader sees it, but left out of the rows, so the summary covers what the timing covers.
 """
@@ -208,7 +208,7 @@ def check_budget(capture_: Capture, case_id: str, budget: int = TRACE_BUDGET_BYT
             "--profile-with-stack keep it smaller", stacklevel=2)
 
 
-# The summary of one profiled case, one line of ``profile.jsonl`` (read by ``reports.profile``).
+# The summary of one profiled case, one line of ``profile.jsonl`` (read by ``reports.traces.profile``).
 EVENT_COLUMNS = ["name", "kind", "self_cpu_s", "self_device_s"]
 OP_COLUMNS = ["name", "kind", "calls_per_step", "self_cpu_s", "self_device_s", "cpu_pct"]
 

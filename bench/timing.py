@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .figures import Figure, Kind, View, declare
-from .passes import FunctionPass
+from .passes import FunctionPass, builtin
 
 if TYPE_CHECKING:
     from .passes import Timing
@@ -64,4 +64,4 @@ def context_figures(step: Step, timing: Timing) -> dict[str, Any]:
     )
 
 
-CONTEXT = FunctionPass("context", context_figures)
+CONTEXT = builtin(FunctionPass("context", context_figures))

@@ -25,7 +25,7 @@ from .environment import EnvironmentMismatchWarning, describe_differences, diffe
 from .schema import names
 from .stats import derive
 
-__all__ = ["ResultsError", "load", "read_jsonl", "columns", "BENCHMARK_JSON", "CASES_FILE", "RUN_FILES"]
+__all__ = ["ResultsError", "load", "read_jsonl", "columns"]
 
 
 class ResultsError(ValueError):

@@ -169,7 +169,7 @@ def test_smoke_run_rows_carry_every_figure(smoke_run):
         assert not {"median_ci_low_s", "median_ci_high_s", "iqr_rel", "ci_rel_width", "noisy"} & set(
             entry["extra_info"])
     report = (smoke_run.run_dir / "report.md").read_text()
-    for header in ("95% CI", "IQR", "held (", "peak (", "FLOP/s", "of peak"):
+    for header in ("95% CI", "IQR", "peak mem (", "FLOP/s", "of peak"):
         assert header in report
 
 

@@ -11,7 +11,9 @@ from bench.profiling import (SETUP_LABEL, TIMED_LABEL, TRACE_BUDGET_BYTES, Profi
                              check_budget, parse_schedule, trace_folder_name)
 from bench.step import build_step
 from reports import load
-from reports.profile import PROFILE_CSV, aggregate, load_profile, step_counts, top_ops
+from bench.files import PROFILE_CSV
+from bench.profiling import aggregate, step_counts
+from reports.traces.profile import load_profile, top_ops
 from reports.traces import TraceError, check_traces, find_traces, op_names, read_trace
 from tests.helpers import run_bench
 

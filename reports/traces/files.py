@@ -12,9 +12,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from bench.files import TRACES_DIR
+from bench.files import TRACE_SUFFIXES, TRACES_DIR
 
-TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
 
 
 class TraceError(ValueError):
