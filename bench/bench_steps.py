@@ -19,3 +19,11 @@ def optimizer_step(benchmark, case, runner):
 
 def train_step(benchmark, case, runner):
     runner.measure(benchmark, case)
+
+
+def data(benchmark, case, runner):
+    runner.measure(benchmark, case)
+
+
+def epoch(benchmark, case, runner):
+    runner.measure(benchmark, case)

@@ -15,13 +15,17 @@ import models
 
 from .optimizers import list_optimizers
 
-PHASES = ("forward", "backward", "optimizer_step", "train_step")
+STEP_PHASES = ("forward", "backward", "optimizer_step", "train_step")  # one step on a made batch
+# The seed's input pipeline: the DataLoader alone, and the seed's whole epoch loop over it.
+DATA_PHASES = ("data", "epoch")
+PHASES = (*STEP_PHASES, *DATA_PHASES)
 # Phases whose timed work does not involve the optimizer: one case, not one per optimizer.
-OPTIMIZER_FREE_PHASES = frozenset({"forward", "backward"})
+OPTIMIZER_FREE_PHASES = frozenset({"forward", "backward", "data"})
 DEVICES = ("cpu", "cuda")
 MODES = ("eager", "compile")
 DTYPES = ("float32", "bfloat16")
-PRESETS = ("smoke", "default", "full")
+TRANSFORMS = ("v1", "v2")  # the seed's ToTensor + Normalize; transforms.v2's ToImage + ToDtype + Normalize
+PRESETS = ("smoke", "default", "full", "pipeline")
 DEFAULT_BATCH_SIZE = 64  # the seed's DataLoader batch size
 
 
@@ -36,10 +40,17 @@ class Case:
     mode: str
     dtype: str = "float32"
     batch_size: int = DEFAULT_BATCH_SIZE
+    # The DataLoader's settings (data and epoch phases only; the seed's values elsewhere).
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    prefetch_factor: int | None = None  # None: torch's default (2 batches per worker)
+    transforms: str = "v1"
 
     @property
     def params_id(self) -> str:
-        """The part inside the brackets: ``fashion_mlp-adam-cpu-eager-b64``."""
+        """The part inside the brackets: ``fashion_mlp-adam-cpu-eager-b64``. Values that are the
+        defaults stay out of it, so ids from before an axis existed still compare."""
         parts = [self.model]
         if self.optimizer is not None:
             parts.append(self.optimizer)
@@ -47,6 +58,11 @@ class Case:
         if self.dtype != "float32":
             parts.append(self.dtype)
         parts.append(f"b{self.batch_size}")
+        parts += [f"w{self.num_workers}"] if self.num_workers else []
+        parts += ["pin"] if self.pin_memory else []
+        parts += ["persist"] if self.persistent_workers else []
+        parts += [f"pf{self.prefetch_factor}"] if self.prefetch_factor is not None else []
+        parts += [self.transforms] if self.transforms != "v1" else []
         return "-".join(parts)
 
     @property
@@ -68,7 +84,11 @@ CASE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Case))
 # Row fields beside the figures: the key, the case fields and how the case ended.
 ROW_FIELDS: tuple[str, ...] = ("case_id", *CASE_FIELDS, "status", "error", "invalid_reason")
 
-AXES = ("models", "optimizers", "phases", "devices", "modes", "dtypes", "batch_sizes")
+AXES = ("models", "optimizers", "phases", "devices", "modes", "dtypes", "batch_sizes",
+        "num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms")
+# The DataLoader axes: they vary only the data phases (other phases keep the seed's values).
+PIPELINE_AXES = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms")
+_SWITCHES = {"off": False, "on": True, "false": False, "true": True, "0": False, "1": True}
 
 
 def valid_choices(axis: str) -> tuple[str, ...]:
@@ -79,6 +99,9 @@ def valid_choices(axis: str) -> tuple[str, ...]:
         "devices": DEVICES,
         "modes": MODES,
         "dtypes": DTYPES,
+        "transforms": TRANSFORMS,
+        "pin_memory": ("off", "on"),
+        "persistent_workers": ("off", "on"),
     }[axis]
 
 
@@ -91,13 +114,20 @@ def parse_axis(axis: str, text: str) -> tuple:
     values = [v.strip() for v in text.split(",") if v.strip()]
     if not values:
         raise SelectionError(f"--{axis.replace('_', '-')} is empty")
-    if axis == "batch_sizes":
-        bad = [v for v in values if not v.isdigit() or int(v) < 1]
+    flag = "--" + axis.replace("_", "-")
+    if axis in ("batch_sizes", "num_workers", "prefetch_factor"):
+        smallest, example = {"batch_sizes": (1, "32,64"), "num_workers": (0, "0,2"),
+                             "prefetch_factor": (1, "2,4")}[axis]
+        bad = [v for v in values if not v.isdigit() or int(v) < smallest]
         if bad:
-            raise SelectionError(
-                f"invalid batch size {bad[0]!r} for --batch-sizes; expected positive integers, e.g. 32,64"
-            )
+            raise SelectionError(f"invalid value {bad[0]!r} for {flag}; expected integers of at least "
+                                 f"{smallest}, e.g. {example}")
         return tuple(dict.fromkeys(int(v) for v in values))
+    if axis in ("pin_memory", "persistent_workers"):
+        bad = [v for v in values if v.lower() not in _SWITCHES]
+        if bad:
+            raise SelectionError(f"invalid value {bad[0]!r} for {flag}; valid choices: off, on")
+        return tuple(dict.fromkeys(_SWITCHES[v.lower()] for v in values))
     choices = valid_choices(axis)
     for v in values:
         if v not in choices:
@@ -115,15 +145,25 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
     """The blocks of a preset; each block maps every axis to its values."""
     if preset not in PRESETS:
         raise SelectionError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
-    base = dict(dtypes=("float32",), batch_sizes=(DEFAULT_BATCH_SIZE,))
+    base = dict(dtypes=("float32",), batch_sizes=(DEFAULT_BATCH_SIZE,), num_workers=(0,), pin_memory=(False,),
+                persistent_workers=(False,), prefetch_factor=(None,), transforms=("v1",))
     if preset == "smoke":
         return [
-            dict(base, models=("lenet", "fashion_mlp"), optimizers=("adam",), phases=PHASES,
+            dict(base, models=("lenet", "fashion_mlp"), optimizers=("adam",), phases=STEP_PHASES,
+                 devices=("cpu",), modes=("eager",)),
+        ]
+    if preset == "pipeline":
+        # The seed's loop as users run it: the loader alone, the epoch, and the step it contains,
+        # with and without worker processes, both transform pipelines.
+        return [
+            dict(base, models=("fashion_mlp", "lenet"), optimizers=("adam",), phases=DATA_PHASES,
+                 devices=("cpu",), modes=("eager",), num_workers=(0, 2), transforms=TRANSFORMS),
+            dict(base, models=("fashion_mlp", "lenet"), optimizers=("adam",), phases=("train_step",),
                  devices=("cpu",), modes=("eager",)),
         ]
     if preset == "default":
         return [
-            dict(base, models=_seed_models(), optimizers=tuple(list_optimizers()), phases=PHASES,
+            dict(base, models=_seed_models(), optimizers=tuple(list_optimizers()), phases=STEP_PHASES,
                  devices=("cpu",), modes=("eager",)),
             dict(base, models=("lenet", "fashion_mlp"), optimizers=("sgd", "adam"),
                  phases=("train_step",), devices=("cpu",), modes=("compile",)),
@@ -134,15 +174,35 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
     ]
 
 
+def loader_settings(block: Mapping[str, Sequence], phase: str) -> Iterable[dict[str, object]]:
+    """The DataLoader settings of a block for a phase: every combination for the data phases,
+    the seed's alone otherwise. Without workers, persistence and prefetching do not exist."""
+    if phase not in DATA_PHASES:
+        yield {}
+        return
+    seen = set()
+    for values in itertools.product(*(block.get(axis) or (None,) for axis in PIPELINE_AXES)):
+        settings = {k: v for k, v in zip(PIPELINE_AXES, values) if v is not None}
+        if not settings.get("num_workers"):
+            settings.pop("persistent_workers", None)
+            settings.pop("prefetch_factor", None)
+        key = tuple(sorted(settings.items()))
+        if key not in seen:
+            seen.add(key)
+            yield settings
+
+
 def expand(block: Mapping[str, Sequence]) -> Iterable[Case]:
     for model, phase, device, mode, dtype, bs in itertools.product(
         block["models"], block["phases"], block["devices"], block["modes"],
         block["dtypes"], block["batch_sizes"],
     ):
+        if phase == "data" and mode != "eager":
+            continue  # the loader alone has nothing to compile
         opts = (None,) if phase in OPTIMIZER_FREE_PHASES else block["optimizers"]
-        for opt in opts:
+        for opt, settings in itertools.product(opts, list(loader_settings(block, phase))):
             yield Case(phase=phase, model=model, optimizer=opt, device=device, mode=mode,
-                       dtype=dtype, batch_size=bs)
+                       dtype=dtype, batch_size=bs, **settings)
 
 
 def select(preset: str = "default", **overrides: Sequence | None) -> list[Case]:
@@ -160,4 +220,5 @@ def select(preset: str = "default", **overrides: Sequence | None) -> list[Case]:
 def _order(case: Case) -> tuple:
     # Group by phase, then model, so the run and the report read in the same order.
     return (PHASES.index(case.phase), case.model, case.optimizer or "", case.device,
-            MODES.index(case.mode), case.dtype, case.batch_size)
+            MODES.index(case.mode), case.dtype, case.batch_size, case.num_workers, case.pin_memory,
+            case.persistent_workers, case.prefetch_factor or 0, case.transforms)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from . import cases as matrix
-from . import environment, isolate, profile_plugin
+from . import datasets, environment, isolate, pipeline, profile_plugin
 from .faults import CaseFailure, Status, classify
 from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, HISTORY_DB
 from .flops import cpu_peak
@@ -52,6 +52,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write into this run folder instead of a new timestamped one under --results-dir")
     # Internal: a child of --isolate writes into its parent's run folder and renders nothing.
     group.addoption("--bb-child", dest="bb_child", action="store_true", help="(internal)")
+    group.addoption("--data-root", dest="bb_data_root", default=None, metavar="PATH",
+                    help="data and epoch phases: a dataset you have, as PATH/<dataset>/raw/*-ubyte "
+                         "(default: a synthetic one in the same format, written once to a cache folder)")
+    group.addoption("--dataset", dest="bb_dataset", default="FashionMNIST",
+                    help="data and epoch phases: FashionMNIST (the seed's) or MNIST")
+    group.addoption("--data-size", dest="bb_data_size", type=int, default=None, metavar="N",
+                    help="training images of the synthetic dataset (default 6400: 100 batches of 64)")
+    group.addoption("--epochs", dest="bb_epochs", type=int, default=None, metavar="N",
+                    help="timed epochs per data/epoch case, after one untimed (default 3)")
     profile_plugin.addoption(group)
 
 
@@ -72,6 +81,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     if not selected:
         raise pytest.UsageError("the selection contains no case")
+    if any(case.phase in matrix.DATA_PHASES for case in selected):
+        _configure_data(config)  # a bad --data-root stops the run before anything is measured
     config.stash[_CASES] = selected
     if config.option.bb_isolate:
         # The parent delegates every measurement to a child: its own fixtures stay unused.
@@ -95,6 +106,20 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_json = run_dir / BENCHMARK_JSON
     if not config.option.bb_child:
         config.stash[_ENV] = record_environment(run_dir)
+
+
+def _configure_data(config: pytest.Config) -> None:
+    opt = config.option
+    for flag, value in (("--data-size", opt.bb_data_size), ("--epochs", opt.bb_epochs)):
+        if value is not None and value < 1:
+            raise pytest.UsageError(f"invalid {flag} {value}; expected a positive integer")
+    data = pipeline.DataConfig(root=Path(opt.bb_data_root) if opt.bb_data_root else None, dataset=opt.bb_dataset,
+                               size=opt.bb_data_size or datasets.DEFAULT_SIZE,
+                               epochs=opt.bb_epochs or pipeline.DEFAULT_EPOCHS)
+    try:
+        pipeline.configure(data)
+    except datasets.DataError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def record_environment(run_dir: Path) -> dict[str, Any]:

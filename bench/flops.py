@@ -93,6 +93,8 @@ def device_peak(device: str, dtype: str) -> tuple[float | None, str]:
 def flop_figures(step: Step, timing: Timing) -> dict[str, Any]:
     """FLOPs of one call (counted on an eager twin: compiled kernels bypass the counter)."""
     case = step.case
+    if step.is_loop:
+        return {}  # an epoch's FLOPs are its train_step's times the batches: not counted again
     eager = step if case.mode == "eager" else build_step(replace(case, mode="eager"),
                                                          compile_backend=timing.compile_backend)
     flops = count_flops(eager)

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 import torch
 
 # Importing the pass modules adds their built-in passes, in this order (context, compile,
-# memory, FLOPs).
-from . import timing, compile_watch, memory, flops  # noqa: F401  isort: skip
+# memory, FLOPs, pipeline).
+from . import timing, compile_watch, memory, flops, pipeline  # noqa: F401  isort: skip
 from .cases import Case
 from .faults import NonFiniteLoss, Status
 from .passes import Pass, Timing, passes, run_passes
@@ -79,12 +79,15 @@ def time_step(benchmark: Any, step: Step, *, max_time: float, min_rounds: int,
     before = compile_watch.snapshot()
     first_s = first_call(step)
     after_first = compile_watch.snapshot()
-    per_call_s = warm_up(step)
+    # A loop (an epoch per call) was warmed up by its first call; a step gets warm-up calls.
+    per_call_s = first_s if step.is_loop else warm_up(step)
     if not step.is_finite():
         raise NonFiniteLoss(f"{'output' if step.case.phase == 'forward' else 'loss'} is not finite after warm-up")
     after_warm_up = compile_watch.snapshot()
     # The timed callable is step.fn itself, exactly as built: nothing wraps it.
-    if step.setup is None:
+    if step.is_loop:
+        benchmark.pedantic(step.fn, rounds=step.rounds, iterations=1)
+    elif step.setup is None:
         benchmark(step.fn)
     else:
         rounds = pedantic_rounds(per_call_s, max_time, min_rounds)

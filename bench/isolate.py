@@ -30,7 +30,11 @@ def child_args(config: pytest.Config, case: Case, run_dir: Path) -> list[str]:
     args = [a for a in config.invocation_params.args if a not in _DROP_FLAGS]
     pinned = dict(models=case.model, phases=case.phase, devices=case.device, modes=case.mode,
                   dtypes=case.dtype, batch_sizes=str(case.batch_size),
-                  optimizers=case.optimizer or "sgd")  # forward/backward ignore the optimizer axis
+                  optimizers=case.optimizer or "sgd",  # forward/backward ignore the optimizer axis
+                  num_workers=str(case.num_workers), pin_memory="on" if case.pin_memory else "off",
+                  persistent_workers="on" if case.persistent_workers else "off", transforms=case.transforms)
+    if case.prefetch_factor is not None:  # None is torch's default: the parent's selection has it
+        pinned["prefetch_factor"] = str(case.prefetch_factor)
     for axis, value in pinned.items():
         args += [f"--{axis.replace('_', '-')}", value]  # later options win over the parent's
     child_json = run_dir / CHILD_DIR / f"{abs(hash(case.id)):x}.json"

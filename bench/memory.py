@@ -116,7 +116,9 @@ def measure_memory(step: Step) -> dict[str, int | None]:
 
 
 def _memory_pass(step: Step, timing: Timing) -> dict[str, Any]:
-    return measure_memory(step)
+    # A loop's call is a whole epoch: its memory is not one step's (the epoch case's train_step
+    # twin has the step's figures).
+    return {} if step.is_loop else measure_memory(step)
 
 
 MEMORY = builtin(FunctionPass("memory", _memory_pass))

@@ -18,19 +18,25 @@ the GPU work too. The data-wait share is the waiting over the whole epoch's time
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
+from . import datasets
 from .figures import Figure, Kind, View, declare
+from .passes import FunctionPass, Timing, builtin
+
+if TYPE_CHECKING:
+    from .step import Step
 
 _T, _H = frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY})
 FIGURES = declare(
     Figure("epoch_images", Kind.COUNT, "images/epoch", "pipeline", views=_H),
     Figure("epoch_batches", Kind.COUNT, "batches/epoch", "pipeline", views=_H),
-    Figure("images_per_s", Kind.RATE, "images/s", "pipeline", "images of an epoch / its median time", views=_T),
     Figure("batch_s", Kind.SECONDS, "per batch", "pipeline", "median time of one step (wait + compute)",
            views=_H),
     Figure("data_wait_s", Kind.SECONDS, "data wait/step", "pipeline",
@@ -119,12 +125,15 @@ def walk(loader: torch.utils.data.DataLoader, device: str,
     return record
 
 
-def seed_step(model: torch.nn.Module, criterion: Callable, optimizer: torch.optim.Optimizer,
-              prepare: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], float]:
-    """The seed's loop body; ``prepare`` is its ``images.view(images.shape[0], -1)`` (or nothing)."""
+def seed_step(model: Callable[[torch.Tensor], torch.Tensor], criterion: Callable, optimizer: torch.optim.Optimizer,
+              prepare: Callable[[torch.Tensor], torch.Tensor],
+              target: Callable[[torch.Tensor], torch.Tensor] = lambda labels: labels,
+              ) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """The seed's loop body; ``prepare`` is its ``images.view(images.shape[0], -1)`` (or nothing),
+    ``target`` turns the labels into what the model's loss compares with (one-hot for MSE)."""
     def step(images: torch.Tensor, labels: torch.Tensor) -> float:
         optimizer.zero_grad()
-        loss = criterion(model(prepare(images)), labels)
+        loss = criterion(model(prepare(images)), target(labels))
         loss.backward()
         optimizer.step()
         return loss.item()  # running_loss += loss.item(): a synchronization per step, as the seed
@@ -133,16 +142,13 @@ def seed_step(model: torch.nn.Module, criterion: Callable, optimizer: torch.opti
 
 
 def summarize_epochs(records: list[EpochRecord]) -> dict[str, Any]:
-    """Figures of several epochs: sizes, throughput from the median epoch, the wait share."""
-    import statistics
-
-    epoch_s = statistics.median(r.total_s for r in records)
+    """Figures of several epochs: sizes, the median step split, the wait share (throughput is
+    samples_per_s: an epoch's images / the median epoch time)."""
     waits = [w for r in records for w in r.wait_s]
     computes = [c for r in records for c in r.compute_s]
     total = sum(waits) + sum(computes)
     return dict(
         epoch_images=records[0].images, epoch_batches=records[0].batches,
-        images_per_s=records[0].images / epoch_s if epoch_s else None,
         batch_s=statistics.median(w + c for w, c in zip(waits, computes)),
         data_wait_s=statistics.median(waits), compute_s=statistics.median(computes),
         data_wait_share=sum(waits) / total if total else None,
@@ -152,3 +158,65 @@ def summarize_epochs(records: list[EpochRecord]) -> dict[str, Any]:
 def loss_line(mean_loss: float) -> str:
     """What the seed prints after each epoch."""
     return f"Training loss: {mean_loss}"
+
+
+# --- the run's data: chosen once per run (bench/conftest.py), read by the data phases -------
+
+DEFAULT_EPOCHS = 3  # timed epochs per case, after one untimed (workers start, caches fill)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data phases read from: a user's dataset folder, or a synthetic one."""
+
+    root: Path | None = None  # --data-root: the standard <root>/<Dataset>/raw/*-ubyte layout
+    dataset: str = "FashionMNIST"
+    size: int = datasets.DEFAULT_SIZE  # synthetic training images (--data-size)
+    epochs: int = DEFAULT_EPOCHS
+    rng_seed: int = 0
+
+    def resolve(self) -> tuple[Path, str]:
+        """The dataset folder (checked, or synthesized) and a line saying which data it is."""
+        if self.root is not None:
+            sizes = datasets.check_root(self.root, self.dataset)
+            return Path(self.root), f"{self.dataset} from {self.root} ({sizes['train']:,} training images)"
+        spec = datasets.SyntheticSpec(dataset=self.dataset, train_size=self.size, rng_seed=self.rng_seed)
+        root = datasets.synthetic_root(spec)
+        return root, (f"synthetic {self.dataset} ({self.size:,} training images, seed {self.rng_seed}; "
+                      f"IDX files in {root})")
+
+
+_CONFIG = [DataConfig()]
+
+
+def configure(config: DataConfig) -> tuple[Path, str]:
+    """Set the run's data (checked now, before anything is measured); returns what resolve() does."""
+    resolved = config.resolve()
+    _CONFIG[0] = config
+    return resolved
+
+
+def current() -> DataConfig:
+    return _CONFIG[0]
+
+
+def training_set(image_side: int, transforms: str):
+    """The run's training set through torchvision's class, images padded to ``image_side``."""
+    config = current()
+    root, source = config.resolve()
+    return datasets.load(root, config.dataset, train=True, transforms=transforms, size=image_side), source
+
+
+def _pipeline_figures(step: Step, timing: Timing) -> dict[str, Any]:
+    records = step.state.get("records")
+    if not step.is_loop or not records:
+        return {}
+    timed = records[-step.rounds:]  # the first, untimed epoch warmed the loader up
+    figures = summarize_epochs(timed)
+    figures["data_source"] = step.state.get("source")
+    if step.case.phase == "epoch":
+        figures["epoch_losses"] = [r.mean_loss for r in timed]
+    return figures
+
+
+PIPELINE = builtin(FunctionPass("pipeline", _pipeline_figures))

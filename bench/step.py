@@ -15,21 +15,36 @@ memory and profiling passes and the accuracy check all go through it. Nothing he
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
 
 import models
 
+from . import pipeline
 from .cases import Case
 from .faults import UnsupportedCase
 from .optimizers import make_optimizer, supported_devices
 
 # Untimed work before each call (backward: build the graph); returns (args, kwargs) for fn.
 Setup = Callable[[], tuple[tuple, dict]]
-PhaseBuilder = Callable[["Workload"], tuple[Callable[..., Any], "Setup | None"]]
+
+
+class Built(NamedTuple):
+    """What a phase builder returns: the timed function, its per-call setup, and for a phase
+    whose call is a whole loop (an epoch) the items it handles per call and how many calls
+    are timed; a builder may return just ``(fn, setup)``."""
+
+    fn: Callable[..., Any]
+    setup: Setup | None = None
+    items_per_call: int | None = None  # samples a call handles (None: the batch size)
+    rounds: int | None = None  # a loop: exactly this many timed calls, after one untimed
+    state: dict | None = None  # what the loop records while it runs (per-epoch records)
+
+
+PhaseBuilder = Callable[["Workload"], "tuple[Callable[..., Any], Setup | None] | Built"]
 
 
 def synchronize(device: str) -> None:
@@ -55,6 +70,14 @@ class Step:
     batch: tuple[torch.Tensor, ...] = ()
     # The loss (or, for forward, the output) computed eagerly under no_grad, for finiteness checks.
     check_value: Callable[[], torch.Tensor] | None = None
+    items_per_call: int | None = None  # samples per call: the batch size, or an epoch's images
+    rounds: int | None = None  # set for loops (an epoch per call): timed calls, fixed
+    state: dict = field(default_factory=dict)  # a loop's records, read by its pass
+
+    @property
+    def is_loop(self) -> bool:
+        """A call is a whole loop over a DataLoader, not one step on a made batch."""
+        return self.rounds is not None
 
     def run(self, call: Callable[..., Any] = _invoke, *,
             setup_scope: AbstractContextManager | None = None) -> Any:
@@ -85,6 +108,9 @@ class Workload:
     loss: Callable[[], torch.Tensor]  # criterion(run_model(inputs), target), with the graph
     optimizer: torch.optim.Optimizer | None
     opt_step: Callable[[], Any]  # optimizer.step, compiled in compile mode
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None  # the seed's view(B, -1), or nothing
+    rng_seed: int = 0
 
 
 PHASE_BUILDERS: dict[str, PhaseBuilder] = {}
@@ -147,6 +173,43 @@ def train_step(w: Workload) -> tuple[Callable[..., Any], None]:
     return fn, None
 
 
+def _loop(w: Workload, step_fn: Callable[[torch.Tensor, torch.Tensor], float] | None) -> Built:
+    """A call that is one pass over the run's DataLoader (the data and epoch phases)."""
+    spec = models.get_spec(w.case.model)
+    dataset, source = pipeline.training_set(spec.input_shape[-1], w.case.transforms)
+    c = w.case
+    loader = pipeline.make_loader(dataset, pipeline.LoaderSettings(
+        batch_size=c.batch_size, num_workers=c.num_workers, pin_memory=c.pin_memory,
+        persistent_workers=c.persistent_workers, prefetch_factor=c.prefetch_factor), rng_seed=w.rng_seed)
+    state: dict[str, Any] = {"records": [], "source": source}
+
+    def fn() -> None:
+        state["records"].append(pipeline.walk(loader, c.device, step_fn))
+
+    return Built(fn, None, items_per_call=len(dataset), rounds=pipeline.current().epochs, state=state)
+
+
+@phase_builder("data")
+def data(w: Workload) -> Built:
+    return _loop(w, None)
+
+
+@phase_builder("epoch")
+def epoch(w: Workload) -> Built:
+    spec = models.get_spec(w.case.model)
+    dtype = getattr(torch, w.case.dtype)
+    prepare = w.prepare or (lambda x: x)
+
+    def target(labels: torch.Tensor) -> torch.Tensor:
+        # Class labels for NLL; for the blitz's MSE, the one-hot rows of the same labels.
+        if isinstance(w.criterion, nn.MSELoss):
+            return nn.functional.one_hot(labels, spec.num_classes).to(dtype)
+        return labels
+
+    step_fn = pipeline.seed_step(w.run_model, w.criterion, w.optimizer, lambda x: prepare(x.to(dtype)), target)
+    return _loop(w, step_fn)
+
+
 def check_supported(case: Case) -> None:
     devices = supported_devices(case.optimizer) if case.optimizer else None
     if devices is not None and case.device not in devices:
@@ -186,8 +249,9 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
     if optimizer is not None and case.mode == "compile":
         opt_step = torch.compile(optimizer.step, backend=compile_backend)
 
-    fn, setup = builder(Workload(case=case, model=model, run_model=run_model, inputs=inputs,
-                                 target=target, loss=loss, optimizer=optimizer, opt_step=opt_step))
+    built = Built(*builder(Workload(case=case, model=model, run_model=run_model, inputs=inputs, target=target,
+                                    loss=loss, optimizer=optimizer, opt_step=opt_step, criterion=criterion,
+                                    prepare=spec.prepare, rng_seed=rng_seed)))
 
     def check_value() -> torch.Tensor:
         # Eager and without grad, so checking never triggers a compile or touches gradients.
@@ -195,6 +259,8 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
             out = model(inputs)
             return out if case.phase == "forward" else criterion(out, target)
 
-    return Step(case=case, fn=fn, setup=setup, model=model, optimizer=optimizer,
+    return Step(case=case, fn=built.fn, setup=built.setup, model=model, optimizer=optimizer,
                 param_count=sum(p.numel() for p in params), batch=(inputs, target),
-                check_value=check_value)
+                check_value=None if case.phase == "data" else check_value,
+                items_per_call=built.items_per_call or case.batch_size, rounds=built.rounds,
+                state=built.state if built.state is not None else {})

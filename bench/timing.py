@@ -39,7 +39,7 @@ TIMING = declare(
     Figure("rounds", Kind.COUNT, "rounds", "timing", views=_T),
     Figure("iterations", Kind.COUNT, "iterations", "timing", views=_H),
     Figure("ops", Kind.RATE, "calls/s", "timing", views=frozenset()),
-    Figure("samples_per_s", Kind.RATE, "samples/s", "timing", "batch size / median", views=_T),
+    Figure("samples_per_s", Kind.RATE, "samples/s", "timing", "samples per call (a batch, or an epoch's images) / median", views=_T),
     Figure("first_call_s", Kind.SECONDS, "first call", "timing", "the first (for compile: compiling) call",
            views=_H),
     Figure("param_count", Kind.COUNT, "parameters", "timing", deterministic=True, views=_H),
@@ -57,7 +57,7 @@ def context_figures(step: Step, timing: Timing) -> dict[str, Any]:
     return dict(
         param_count=step.param_count, first_call_s=timing.first_call_s,
         # optimizer_step touches parameters, not samples: no throughput for it.
-        samples_per_s=None if case.phase == "optimizer_step" else case.batch_size / timing.median_s,
+        samples_per_s=None if case.phase == "optimizer_step" else step.items_per_call / timing.median_s,
         torch_version=torch.__version__, num_threads=torch.get_num_threads(), pid=os.getpid(),
         # Other busy processes make OpenMP threads wait on each other: keep the load beside the time.
         load_avg_1m=os.getloadavg()[0],

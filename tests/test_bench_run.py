@@ -52,7 +52,7 @@ def test_smoke_run_report_names_every_case(smoke_run):
     [(["--models", "lenet,resnet"], "unknown value 'resnet' for --models; valid choices: lenet,"),
      (["--devices", "tpu"], "unknown value 'tpu' for --devices; valid choices: cpu, cuda"),
      (["--preset", "huge"], "unknown preset 'huge'; valid choices: smoke, default, full"),
-     (["--batch-sizes", "64,-1"], "invalid batch size '-1' for --batch-sizes")],
+     (["--batch-sizes", "64,-1"], "invalid value '-1' for --batch-sizes")],
 )
 def test_bad_selection_stops_with_a_message(tmp_path, args, message):
     run = run_bench(tmp_path, *args)

@@ -52,7 +52,7 @@ def test_parse_axis_rejects_unknown_values_with_choices():
         matrix.parse_axis("devices", "cpu,gpu")
     with pytest.raises(SelectionError, match=r"'momentum' for --optimizers; valid choices: manual_sgd, sgd"):
         matrix.parse_axis("optimizers", "momentum")
-    with pytest.raises(SelectionError, match=r"invalid batch size 'x'"):
+    with pytest.raises(SelectionError, match=r"invalid value 'x' for --batch-sizes; expected integers of at least 1, e.g. 32,64"):
         matrix.parse_axis("batch_sizes", "32,x")
     with pytest.raises(SelectionError, match=r"unknown preset 'huge'; valid choices: smoke, default, full"):
         matrix.select("huge")
@@ -61,3 +61,27 @@ def test_parse_axis_rejects_unknown_values_with_choices():
 def test_parse_axis_keeps_order_and_drops_duplicates():
     assert matrix.parse_axis("models", "lenet, fashion_mlp,lenet") == ("lenet", "fashion_mlp")
     assert matrix.parse_axis("batch_sizes", "64,32,64") == (64, 32)
+
+
+def test_loader_axes_vary_only_the_data_phases_and_stay_out_of_default_ids():
+    from bench.cases import parse_axis
+
+    select = matrix.select
+    selected = select("smoke", models=("fashion_mlp",), phases=("forward", "data", "epoch"),
+                      num_workers=(0, 2), pin_memory=(False, True), persistent_workers=(True,), transforms=("v1", "v2"))
+    ids = [c.id for c in selected]
+    assert "forward[fashion_mlp-cpu-eager-b64]" in ids and sum(i.startswith("forward[") for i in ids) == 1
+    # Without workers persistence does not exist: w0 cases carry no "persist".
+    assert "data[fashion_mlp-cpu-eager-b64-pin-v2]" in ids
+    assert "epoch[fashion_mlp-adam-cpu-eager-b64-w2-pin-persist]" in ids
+    assert not any("persist" in i and "-w2" not in i for i in ids)
+    assert len([i for i in ids if i.startswith("epoch[")]) == 2 * 2 * 2  # workers x pin x transforms
+    assert parse_axis("pin_memory", "off,on") == (False, True)
+    with pytest.raises(SelectionError, match=r"invalid value 'maybe' for --pin-memory; valid choices: off, on"):
+        parse_axis("pin_memory", "maybe")
+    with pytest.raises(SelectionError, match=r"invalid value '-1' for --num-workers; expected integers of at least 0"):
+        parse_axis("num_workers", "-1")
+    with pytest.raises(SelectionError, match=r"unknown value 'v3' for --transforms; valid choices: v1, v2"):
+        parse_axis("transforms", "v3")
+    # The data phase has nothing to compile: no compile-mode case of it.
+    assert not [c for c in select("smoke", phases=("data",), modes=("eager", "compile")) if c.mode == "compile"]

@@ -10,6 +10,8 @@ import torch
 import models
 from bench import datasets as D
 from bench import pipeline as P
+from reports import load
+from tests.helpers import run_bench
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,8 @@ def test_an_epoch_is_every_batch_once_split_into_wait_and_compute(dataset):
     assert (figures["epoch_images"], figures["epoch_batches"]) == (640, 10)
     waits = sum(w for r in records for w in r.wait_s)
     assert figures["data_wait_share"] == pytest.approx(waits / sum(r.total_s for r in records))
-    assert figures["images_per_s"] == pytest.approx(640 / statistics.median(r.total_s for r in records))
+    steps = [w + c for r in records for w, c in zip(r.wait_s, r.compute_s)]
+    assert figures["batch_s"] == pytest.approx(statistics.median(steps))
     assert records[1].mean_loss < records[0].mean_loss  # the seed's loop learns the synthetic classes
     assert P.loss_line(0.25) == "Training loss: 0.25"
 
@@ -52,3 +55,29 @@ def test_loader_settings_reach_the_data_loader(dataset):
     first = [labels.tolist() for _, labels in P.make_loader(dataset, P.LoaderSettings(), rng_seed=3)]
     again = [labels.tolist() for _, labels in P.make_loader(dataset, P.LoaderSettings(), rng_seed=3)]
     assert first == again  # shuffled, reproducibly
+
+
+def test_data_and_epoch_phases_run_the_seed_loop_end_to_end(tmp_path):
+    run = run_bench(tmp_path / "r", "--preset", "pipeline", "--models", "fashion_mlp,lenet",
+                    "--phases", "data,epoch", "--transforms", "v1", "--num-workers", "0",
+                    "--data-size", "640", "--epochs", "2", env={"BLITZBENCH_DATA_CACHE": str(tmp_path / "cache")})
+    assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr
+    df = load(run.run_dir).set_index("case_id")
+    assert sorted(df.index) == ["data[fashion_mlp-cpu-eager-b64]", "data[lenet-cpu-eager-b64]",
+                                "epoch[fashion_mlp-adam-cpu-eager-b64]", "epoch[lenet-adam-cpu-eager-b64]"]
+    assert (df["status"] == "ok").all() and (df["epoch_batches"] == 10).all() and (df["rounds"] == 2).all()
+    assert df["samples_per_s"].gt(0).all() and df["data_wait_share"].between(0, 1).all()
+    assert (df.loc["data[lenet-cpu-eager-b64]", "data_wait_share"] == pytest.approx(1.0, abs=1e-3))
+    losses = df.loc["epoch[fashion_mlp-adam-cpu-eager-b64]", "epoch_losses"]
+    assert len(losses) == 2 and losses[1] < losses[0]  # the untimed first epoch learned too
+    assert df["data_source"].str.startswith("synthetic FashionMNIST (640 training images").all()
+    report = (run.run_dir / "report.md").read_text()
+    assert "## epoch" in report and "data wait" in report
+
+
+def test_a_bad_data_root_stops_the_run_before_measuring(tmp_path):
+    run = run_bench(tmp_path / "r", "--preset", "pipeline", "--models", "fashion_mlp", "--phases", "epoch",
+                    "--data-root", str(tmp_path / "nowhere"))
+    assert run.proc.returncode != 0
+    assert f"--data-root {tmp_path / 'nowhere'}: no such folder" in run.proc.stdout + run.proc.stderr
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())

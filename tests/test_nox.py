@@ -1,0 +1,125 @@
+"""The nox sessions as a user runs them: the gate's exit status, Ctrl-C during a run, SIGTERM
+to the trace viewer's session. These start real nox processes from the project's noxfile."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cases import Case
+from tests.helpers import FAST, ROOT
+from tests.synthetic import entry, rounds, write_run
+
+pytest.importorskip("nox", reason="nox is not installed (pip install -e .[test])")
+
+CASES = [Case(phase="forward", model="fashion_mlp", optimizer=None, device="cpu", mode="eager", batch_size=b)
+         for b in (8, 16, 32, 64, 128, 256)]
+
+
+def nox(*args: str, no_venv: bool = False) -> list[str]:
+    """The command line of ``nox`` run from this interpreter, on the project's noxfile."""
+    return [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), *(["--no-venv"] if no_venv else []), *args]
+
+
+def side(path: Path, factor: float, seed: int) -> Path:
+    return write_run(path, [entry(c, rounds(1e-3 * factor * (i + 1), n=60, spread=0.005, seed=seed + i))
+                            for i, c in enumerate(CASES)])
+
+
+def test_the_documented_gate_command_tells_regression_from_unusable_input(tmp_path):
+    # docs/ci-gate.md: nox -s gate -- results/base results/head --normalize --output results/gate
+    # (absolute paths here: nox runs sessions from the noxfile's folder). The session gets its
+    # own light environment, without torch.
+    base, same, slow = side(tmp_path / "base", 1.0, 0), side(tmp_path / "same", 1.0, 100), tmp_path / "slow"
+    write_run(slow, [entry(c, rounds(1e-3 * (i + 1) * (1.5 if i == 0 else 1.0), n=60, spread=0.005, seed=200 + i))
+                     for i, c in enumerate(CASES)])
+
+    def gate(head: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(nox("-s", "gate", "--", str(base), str(head), "--normalize",
+                                  "--output", str(tmp_path / f"gate-{head.name}")),
+                              capture_output=True, text=True, timeout=900)
+
+    passed = gate(same)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    regression = gate(slow)
+    assert regression.returncode == 1, regression.stdout + regression.stderr
+    verdict = json.loads((tmp_path / "gate-slow" / "gate.json").read_text())
+    assert [r["case_id"] for r in verdict["timing"] if r["verdict"] == "regression"] == [CASES[0].id]
+    unusable = gate(tmp_path / "missing")
+    assert unusable.returncode == 2, unusable.stdout + unusable.stderr
+    assert "missing: no such file or folder" in unusable.stdout + unusable.stderr
+
+
+def test_ctrl_c_under_nox_leaves_the_report_and_a_readable_benchmark_json(tmp_path):
+    results = tmp_path / "results"
+    # In a terminal, Ctrl-C sends SIGINT to the whole foreground process group: nox and pytest.
+    proc = subprocess.Popen(nox("-s", "bench", "--", "--preset", "smoke", "--results-dir", str(results),
+                                "-p", "no:cacheprovider", *FAST, no_venv=True),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            lines = list(results.glob("*/cases.jsonl"))
+            if lines and len(lines[0].read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no case finished within 300 s")
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0, output  # interrupted, and nox says so
+    (run,) = [p for p in results.iterdir() if p.is_dir()]
+    for name in ("report.md", "report.html", "benchmark.json"):
+        assert (run / name).is_file(), f"{name} missing after Ctrl-C:\n{output}"
+    from reports import load
+
+    finished = load(run / "benchmark.json")
+    assert len(finished) >= 2 and finished["case_id"].notna().all()
+    assert set(finished["case_id"]) <= set(load(run)["case_id"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_sigterm_to_the_tensorboard_session_stops_the_server(profile_run):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install -e .[profile])")
+    port = free_port()
+    proc = subprocess.Popen(nox("-s", "tensorboard", "--", str(profile_run.results_dir), "--port", str(port),
+                                no_venv=True),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        deadline = time.monotonic() + 180
+        while not answers(port):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # to nox only, as a service manager or CI would
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while answers(port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not answers(port), "the TensorBoard server still answers after nox was stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
