@@ -11,10 +11,6 @@ import itertools
 from dataclasses import asdict, dataclass, fields
 from typing import Iterable, Mapping, Sequence
 
-import models
-
-from .optimizers import list_optimizers
-
 PHASES = ("forward", "backward", "optimizer_step", "train_step")
 # Phases whose timed work does not involve the optimizer: one case, not one per optimizer.
 OPTIMIZER_FREE_PHASES = frozenset({"forward", "backward"})
@@ -72,6 +68,12 @@ AXES = ("models", "optimizers", "phases", "devices", "modes", "dtypes", "batch_s
 
 
 def valid_choices(axis: str) -> tuple[str, ...]:
+    # The registries (models, optimizers) need torch: imported here, so that the readers of
+    # results (reports) import this module without it.
+    import models
+
+    from .optimizers import list_optimizers
+
     return {
         "models": tuple(models.list_models()),
         "optimizers": tuple(list_optimizers()),
@@ -108,6 +110,8 @@ def parse_axis(axis: str, text: str) -> tuple:
 
 
 def _seed_models() -> tuple[str, ...]:
+    import models
+
     return tuple(n for n in models.list_models() if "seed" in models.get_spec(n).tags)
 
 
@@ -115,6 +119,10 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
     """The blocks of a preset; each block maps every axis to its values."""
     if preset not in PRESETS:
         raise SelectionError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
+    import models
+
+    from .optimizers import list_optimizers
+
     base = dict(dtypes=("float32",), batch_sizes=(DEFAULT_BATCH_SIZE,))
     if preset == "smoke":
         return [

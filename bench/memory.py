@@ -21,14 +21,12 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any, Iterable
 
-import torch
-from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, profile, record_function
-
 from .figures import Figure, Kind, View, declare
 from .passes import FunctionPass, builtin
 
 if TYPE_CHECKING:
+    import torch
+
     from .passes import Timing
     from .step import Step
 
@@ -48,6 +46,8 @@ FIGURES = declare(
 
 
 def _tensors(step: Step) -> Iterable[torch.Tensor]:
+    import torch
+
     yield from step.model.parameters()
     yield from (p.grad for p in step.model.parameters() if p.grad is not None)
     yield from step.model.buffers()
@@ -76,6 +76,9 @@ def parameter_bytes(step: Step) -> int:
 
 def cpu_peak_bytes(step: Step) -> int:
     """Held bytes at the second profiled step's start plus its highest allocation surplus."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile, record_function
+
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True):
         pass  # the first profiler start in a process is slow and allocates; keep it out
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -93,6 +96,8 @@ def cpu_peak_bytes(step: Step) -> int:
 
 
 def cuda_memory(step: Step) -> dict[str, int]:
+    import torch
+
     torch.cuda.synchronize()
     held = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()

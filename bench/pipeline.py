@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .figures import Figure, Kind, View, declare
+
+if TYPE_CHECKING:
+    import torch
 
 _T, _H = frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY})
 FIGURES = declare(
@@ -67,6 +68,8 @@ class LoaderSettings:
 def make_loader(dataset: torch.utils.data.Dataset, settings: LoaderSettings,
                 rng_seed: int = 0) -> torch.utils.data.DataLoader:
     """The seed's ``DataLoader(dataset, batch_size=64, shuffle=True)``, shuffled reproducibly."""
+    import torch
+
     generator = torch.Generator().manual_seed(rng_seed)
     return torch.utils.data.DataLoader(dataset, generator=generator, **settings.loader_kwargs())
 
@@ -100,6 +103,8 @@ def _to(batch: Iterable[torch.Tensor], device: str) -> list[torch.Tensor]:
 def walk(loader: torch.utils.data.DataLoader, device: str,
          step: Callable[[torch.Tensor, torch.Tensor], float] | None = None) -> EpochRecord:
     """One pass over ``loader``; ``step(images, labels)`` returns the step's loss (None: data only)."""
+    import torch
+
     record = EpochRecord()
     iterator = iter(loader)
     while True:
