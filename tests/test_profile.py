@@ -95,7 +95,7 @@ def test_report_shows_a_profile_table_per_case_and_links_the_traces(profile_run)
 def test_bad_profile_schedule_stops_the_run_before_it_starts(tmp_path):
     run = run_bench(tmp_path, "--models", "fashion_mlp", "--phases", "forward", "--profile",
                     "--profile-schedule", "1,1,0")
-    assert run.proc.returncode != 0
+    assert run.proc.returncode == 2
     assert "invalid --profile-schedule '1,1,0'; expected WAIT,WARMUP,ACTIVE" in run.proc.stderr
     assert "Traceback" not in run.proc.stderr
     assert not any(tmp_path.iterdir())
