@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,9 @@ def _make_folder(path: Path, flag: str) -> None:
         refuse(f"{flag} {path}: cannot create this folder ({exc.strerror or exc}); give a writable folder")
 
 
+PROFILE_MAX_TIME = 1.0  # pytest-benchmark's default --benchmark-max-time
+
+
 def run_settings(config: pytest.Config) -> dict[str, Any]:
     """What kind of run this is and its timing settings (compared runs must share them)."""
     max_time = float(config.option.benchmark_max_time)
@@ -143,9 +146,6 @@ def run_settings(config: pytest.Config) -> dict[str, Any]:
     kind = "profile" if profiled and max_time < PROFILE_MAX_TIME else "bench"
     return dict(run_kind=kind, benchmark_max_time=max_time,
                 benchmark_min_rounds=int(config.option.benchmark_min_rounds), profiled=profiled)
-
-
-PROFILE_MAX_TIME = 1.0  # pytest-benchmark's default --benchmark-max-time
 
 
 def record_environment(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
