@@ -11,10 +11,6 @@ import itertools
 from dataclasses import asdict, dataclass, fields
 from typing import Iterable, Mapping, Sequence
 
-import models
-
-from .optimizers import list_optimizers
-
 STEP_PHASES = ("forward", "backward", "optimizer_step", "train_step")  # one step on a made batch
 # The seed's input pipeline: the DataLoader alone, and the seed's whole epoch loop over it.
 DATA_PHASES = ("data", "epoch")
@@ -92,6 +88,12 @@ _SWITCHES = {"off": False, "on": True, "false": False, "true": True, "0": False,
 
 
 def valid_choices(axis: str) -> tuple[str, ...]:
+    # The registries (models, optimizers) need torch: imported here, so that the readers of
+    # results (reports) import this module without it.
+    import models
+
+    from .optimizers import list_optimizers
+
     return {
         "models": tuple(models.list_models()),
         "optimizers": tuple(list_optimizers()),
@@ -138,6 +140,8 @@ def parse_axis(axis: str, text: str) -> tuple:
 
 
 def _seed_models() -> tuple[str, ...]:
+    import models
+
     return tuple(n for n in models.list_models() if "seed" in models.get_spec(n).tags)
 
 
@@ -145,6 +149,10 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
     """The blocks of a preset; each block maps every axis to its values."""
     if preset not in PRESETS:
         raise SelectionError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
+    import models
+
+    from .optimizers import list_optimizers
+
     base = dict(dtypes=("float32",), batch_sizes=(DEFAULT_BATCH_SIZE,), num_workers=(0,), pin_memory=(False,),
                 persistent_workers=(False,), prefetch_factor=(None,), transforms=("v1",))
     if preset == "smoke":

@@ -23,6 +23,9 @@ _T, _H, _D = (frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY}),
 FIGURES = declare(
     Figure("compile_time_s", Kind.SECONDS, "compile", "compile", "the first, compiling call", views=_T),
     Figure("compile_backend", Kind.TEXT, "backend", "compile", views=_H),
+    Figure("compile_cache", Kind.TEXT, "compile cache", "compile",
+           "warm: an earlier case of this process compiled, or a compile cache (FX graph, AOTAutograd) "
+           "hit; cold otherwise", views=_T),
     Figure("graph_count", Kind.COUNT, "graphs", "compile", deterministic=True, views=_D),
     Figure("graph_break_count", Kind.COUNT, "graph breaks", "compile", deterministic=True, views=_D),
     Figure("graph_breaks", Kind.TEXT, "break reasons", "compile", views=_D),
@@ -37,6 +40,7 @@ class CompileSnapshot:
     graphs: int = 0
     breaks: Counter = field(default_factory=Counter)
     guard_failures: dict = field(default_factory=dict)
+    cache_hits: int = 0  # inductor's FX-graph cache and AOTAutograd's cache
 
     def since(self, earlier: "CompileSnapshot") -> "CompileDelta":
         reasons = []
@@ -47,6 +51,8 @@ class CompileSnapshot:
             graphs=self.graphs - earlier.graphs,
             breaks=self.breaks - earlier.breaks,
             guard_failures=reasons,
+            cache_hits=self.cache_hits - earlier.cache_hits,
+            frames_before=earlier.frames,
         )
 
 
@@ -56,6 +62,13 @@ class CompileDelta:
     graphs: int
     breaks: Counter
     guard_failures: list[str]
+    cache_hits: int = 0
+    frames_before: int = 0  # frames this process compiled before the delta began
+
+    @property
+    def cache(self) -> str:
+        """"warm" when this compile could reuse earlier work (this process's, a cache's)."""
+        return "warm" if self.frames_before or self.cache_hits else "cold"
 
     @property
     def break_reasons(self) -> list[str]:
@@ -81,15 +94,18 @@ def snapshot() -> CompileSnapshot:
         graphs=int(counters["stats"].get("unique_graphs", 0)),
         breaks=Counter(dict(counters["graph_break"])),
         guard_failures={code: list(failures) for code, failures in guard_failures.items()},
+        cache_hits=int(counters["inductor"].get("fxgraph_cache_hit", 0))
+        + int(counters["aot_autograd"].get("autograd_cache_hit", 0)),
     )
 
 
 def compile_figures(step: Step, timing: Timing) -> dict[str, Any]:
     """Graphs and breaks of the cold compile; every frame compiled after it is a recompile."""
     if step.case.mode != "compile":
-        return dict(compile_time_s=None, compile_backend=None)
+        return dict(compile_time_s=None, compile_backend=None, compile_cache=None)
     first, later = timing.compile_first, timing.compile_later
     return dict(compile_time_s=timing.first_call_s, compile_backend=timing.compile_backend,
+                compile_cache=first.cache,
                 graph_count=first.graphs + later.graphs, graph_break_count=sum(first.breaks.values()),
                 graph_breaks=first.break_reasons, recompiles=later.frames,
                 recompile_reasons=later.guard_failures[:5])

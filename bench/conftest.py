@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,17 @@ from .runners import MEASURED_ELSEWHERE, InProcessRunner, IsolatedRunner, Runner
 _CASES = pytest.StashKey[list]()
 _WRITER = pytest.StashKey[RunWriter]()
 _ENV = pytest.StashKey[dict]()
-_REPORT = pytest.StashKey[dict]()
+_SUMMARY = pytest.StashKey[list]()  # (line, is_a_failure) of the blitzbench section
+_DRY_RUN = pytest.StashKey[list]()  # --benchmark-disable: the cases built and run once
+# Every blitzbench refusal (a bad option value, an unusable folder or history) exits with this.
+REFUSED = 2
+# pytest-benchmark's table, kept narrow unless --benchmark-columns asks for more.
+DEFAULT_COLUMNS = ["median", "iqr", "rounds"]
+
+
+def refuse(message: str) -> None:
+    """Stop before anything is measured: one message naming the value, exit status 2."""
+    pytest.exit(message, returncode=REFUSED)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -77,54 +88,95 @@ def pytest_configure(config: pytest.Config) -> None:
             if (value := getattr(config.option, f"bb_{axis}")) is not None
         }
         selected = matrix.select(config.option.bb_preset, **overrides)
-    except matrix.SelectionError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        profile_plugin.configure(config)
+    except ValueError as exc:  # a SelectionError, or a bad --profile-schedule
+        refuse(str(exc))
     if not selected:
-        raise pytest.UsageError("the selection contains no case")
+        refuse("the selection contains no case")
     if any(case.phase in matrix.DATA_PHASES for case in selected):
         _configure_data(config)  # a bad --data-root stops the run before anything is measured
     config.stash[_CASES] = selected
+    if getattr(config.option, "benchmark_columns", "absent") is None:  # not given: a short table
+        config.option.benchmark_columns = DEFAULT_COLUMNS
     if config.option.bb_isolate:
         # The parent delegates every measurement to a child: its own fixtures stay unused.
         config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used")
-        # Emitted at session end, outside pytest's warning capture; benchmark.json is merged then.
-        warnings.filterwarnings("ignore", message="Not saving anything")
-    profile_plugin.configure(config)
-    if config.option.collectonly or getattr(config.option, "benchmark_disable", False):
+    # Emitted at session end, outside pytest's warning capture: with --isolate benchmark.json is
+    # merged then, and a run that measured nothing says so in the blitzbench section.
+    warnings.filterwarnings("ignore", message="Not saving anything")
+    if config.option.collectonly:
         return
+    if dry_run(config):
+        config.stash[_DRY_RUN] = []  # each case built and run once: nothing timed, nothing written
+        return
+    if config.option.bb_run_dir:
+        run_dir = Path(config.option.bb_run_dir)
+        _make_folder(run_dir, "--run-dir")
+    else:
+        _make_folder(Path(config.option.bb_results_dir), "--results-dir")
     if not config.option.bb_child:  # the parent of an --isolate run reports for its children
         _check_history(config)  # a bad history file stops the run before it measures anything
         config.pluginmanager.register(Progress(config), PLUGIN_NAME)
-    if config.option.bb_run_dir:
-        run_dir = Path(config.option.bb_run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        run_dir = new_run_dir(config.option.bb_results_dir)
+    if not config.option.bb_run_dir:
+        try:
+            run_dir = new_run_dir(config.option.bb_results_dir)
+        except OSError as exc:
+            refuse(f"--results-dir {config.option.bb_results_dir}: cannot create a run folder in it "
+                   f"({exc.strerror or exc})")
     config.stash[_WRITER] = RunWriter(run_dir)
     profile_plugin.start(config, run_dir)
     if getattr(config.option, "benchmark_json", None) is None:
         config.option.benchmark_json = run_dir / BENCHMARK_JSON
     if not config.option.bb_child:
-        config.stash[_ENV] = record_environment(run_dir)
+        config.stash[_ENV] = record_environment(run_dir, run_settings(config))
 
 
 def _configure_data(config: pytest.Config) -> None:
     opt = config.option
     for flag, value in (("--data-size", opt.bb_data_size), ("--epochs", opt.bb_epochs)):
         if value is not None and value < 1:
-            raise pytest.UsageError(f"invalid {flag} {value}; expected a positive integer")
+            refuse(f"invalid {flag} {value}; expected a positive integer")
     data = pipeline.DataConfig(root=Path(opt.bb_data_root) if opt.bb_data_root else None, dataset=opt.bb_dataset,
                                size=opt.bb_data_size or datasets.DEFAULT_SIZE,
                                epochs=opt.bb_epochs or pipeline.DEFAULT_EPOCHS)
     try:
         pipeline.configure(data)
     except datasets.DataError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        refuse(str(exc))
 
 
-def record_environment(run_dir: Path) -> dict[str, Any]:
+def dry_run(config: pytest.Config) -> bool:
+    """--benchmark-disable: every case is built and run once, untimed, and nothing is written."""
+    return bool(getattr(config.option, "benchmark_disable", False))
+
+
+def _make_folder(path: Path, flag: str) -> None:
+    """Create a results folder the run will write into, or refuse naming it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        refuse(f"{flag} {path}: is a file, not a folder; give a folder (created if absent)")
+    except OSError as exc:
+        refuse(f"{flag} {path}: cannot create this folder ({exc.strerror or exc}); give a writable folder")
+
+
+PROFILE_MAX_TIME = 1.0  # pytest-benchmark's default --benchmark-max-time
+
+
+def run_settings(config: pytest.Config) -> dict[str, Any]:
+    """What kind of run this is and its timing settings (compared runs must share them)."""
+    max_time = float(config.option.benchmark_max_time)
+    profiled = bool(config.option.bb_profile)
+    # nox -s profile: short timing beside the traces (below pytest-benchmark's default 1.0 s).
+    kind = "profile" if profiled and max_time < PROFILE_MAX_TIME else "bench"
+    return dict(run_kind=kind, benchmark_max_time=max_time,
+                benchmark_min_rounds=int(config.option.benchmark_min_rounds), profiled=profiled)
+
+
+def record_environment(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """Environment of the run, with the CPU's matmul peak measured once (before any case)."""
     env = environment.collect()
+    env.update(settings)
     env["cpu_peak_flops"] = cpu_peak("float32")
     (run_dir / ENVIRONMENT_FILE).write_text(json.dumps(env, indent=2, default=str), encoding="utf-8")
     return env
@@ -134,6 +186,10 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
     env = config.stash.get(_ENV, None)
     if env is not None:
         output_json["blitzbench_environment"] = env
+    # A case stopped before its status was set (Ctrl-C during its rounds, a pass that raised)
+    # holds partial numbers: its row in cases.jsonl says what happened; keep it out of here.
+    output_json["benchmarks"] = [b for b in output_json.get("benchmarks", [])
+                                 if "status" in (b.get("extra_info") or {})]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -171,11 +227,11 @@ def runner(request: pytest.FixtureRequest) -> Runner:
     """The runner of this run: in this process, or each case in a child (--isolate)."""
     config = request.config
     opt = config.option
-    if opt.bb_isolate:
+    if opt.bb_isolate and not dry_run(config):
         return IsolatedRunner(config, request.node, config.stash[_WRITER])
     return InProcessRunner(max_time=float(opt.benchmark_max_time), min_rounds=int(opt.benchmark_min_rounds),
                            compile_backend=opt.bb_compile_backend,
-                           extra_passes=profile_plugin.extra_passes(config))
+                           extra_passes=profile_plugin.extra_passes(config), dry_run=dry_run(config))
 
 
 @pytest.fixture
@@ -192,6 +248,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = outcome.get_result()
     writer = item.config.stash.get(_WRITER, None)
     case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+    if case is not None and report.when == "call" and report.passed and _DRY_RUN in item.config.stash:
+        item.config.stash[_DRY_RUN].append(case.id)
     if writer is None or case is None or item.stash.get(MEASURED_ELSEWHERE, False):
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):
@@ -224,36 +282,67 @@ def _row(item: pytest.Item, case: matrix.Case, report: pytest.TestReport, call: 
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    writer = session.config.stash.get(_WRITER, None)
-    if writer is None or session.config.option.bb_child:
+    config = session.config
+    if _DRY_RUN in config.stash:
+        count = len(config.stash[_DRY_RUN])
+        _say(config, f"dry run (--benchmark-disable): {count} case{'' if count == 1 else 's'} built and run "
+                     "once; nothing timed, no results folder, no history")
         return
-    if session.config.option.bb_isolate:
+    writer = config.stash.get(_WRITER, None)
+    if writer is None or config.option.bb_child:
+        return
+    if config.option.bb_isolate:
         isolate.merge_benchmark_json(writer.run_dir)
+    _say(config, f"results: {writer.run_dir} ({writer.count} case{'' if writer.count == 1 else 's'})")
     # Render from the JSON lines so an interrupted run still gets its report.
+    from reports import ResultsError
     from reports.run import write_report
 
     if writer.count:
-        paths = write_report(writer.run_dir)
-        session.config.stash[_REPORT] = paths
-        session.config.stash[_HISTORY] = _append_history(session, writer.run_dir, exitstatus)
+        try:
+            paths = dict(write_report(writer.run_dir))
+        except ResultsError as exc:
+            paths = {}
+            _say(config, f"report: not written: {exc}", failed=True)
+        for skipped in paths.pop("skipped", None) or ():
+            _say(config, f"skipped input: {skipped}", failed=True)
+        for kind, path in paths.items():
+            _say(config, f"{kind}: {path}")
+    if not writer.measured:
+        _say(config, f"no case was measured: {_why_nothing(config, writer)}; nothing appended to the history",
+             failed=True)
+        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif writer.count:
+        line, failed = _append_history(session, writer.run_dir, exitstatus)
+        _say(config, f"history: {line}", failed=failed)
 
 
+def _say(config: pytest.Config, line: str, failed: bool = False) -> None:
+    config.stash.setdefault(_SUMMARY, []).append((line, failed))
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    writer = config.stash.get(_WRITER, None)
-    if writer is None:
+
+def _why_nothing(config: pytest.Config, writer: RunWriter) -> str:
+    """Why a run measured no case: --benchmark-skip, or what its cases' rows say."""
+    if getattr(config.option, "benchmark_skip", False):
+        return "--benchmark-skip skips every benchmark"
+    if not writer.count:
+        return "no case ran"
+    reasons = Counter(f"{status}: {message}" if message else status for status, message in writer.unmeasured)
+    return "; ".join(f"{n} {reason}" for reason, n in reasons.most_common(3))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Last, after pytest-benchmark's table and pytest's own summary: the run's folder, its
+    # report, the history and anything wrong are the last lines a user sees.
+    lines = config.stash.get(_SUMMARY, None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if not lines or reporter is None:
         return
-    terminalreporter.write_sep("-", "blitzbench")
-    terminalreporter.write_line(
-        f"results: {writer.run_dir} ({writer.count} case{'' if writer.count == 1 else 's'})")
-    for kind, path in config.stash.get(_REPORT, {}).items():
-        terminalreporter.write_line(f"{kind}: {path}")
-    if _HISTORY in config.stash:
-        line, failed = config.stash[_HISTORY]
-        terminalreporter.write_line(f"history: {line}", red=failed, bold=failed)
-
-
-_HISTORY = pytest.StashKey[tuple]()
+    reporter.write_sep("-", "blitzbench")
+    for line, failed in lines:
+        reporter.write_line(line, red=failed, bold=failed)
 
 
 def _history_db(config: pytest.Config) -> str | Path:
@@ -266,7 +355,7 @@ def _check_history(config: pytest.Config) -> None:
     try:
         check(_history_db(config))
     except HistoryError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        refuse(str(exc))
 
 
 def _append_history(session: pytest.Session, run_dir: Path, exitstatus: int) -> tuple[str, bool]:
@@ -278,7 +367,7 @@ def _append_history(session: pytest.Session, run_dir: Path, exitstatus: int) -> 
         return f"{db}: not appended, the run was interrupted", False
     try:
         count = append_run(run_dir, db)
-    except HistoryError as exc:
+    except (HistoryError, OSError) as exc:  # checked before the run; it may have changed since
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         return f"NOT appended: {exc}", True

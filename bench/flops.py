@@ -7,12 +7,8 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from .figures import Figure, Kind, View, declare
 from .passes import FunctionPass, builtin
-from .step import build_step
 
 if TYPE_CHECKING:
     from .passes import Timing
@@ -47,6 +43,8 @@ FIGURES = declare(
 
 def count_flops(step: Step) -> int:
     """FLOPs of one timed call of an *eager* step (compiled code bypasses the counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     counter = FlopCounterMode(display=False)
 
     def counted(fn, *args, **kwargs) -> None:
@@ -68,6 +66,8 @@ def gpu_peak(name: str, dtype: str, tf32: bool) -> float | None:
 @functools.lru_cache(maxsize=None)
 def cpu_peak(dtype: str = "float32", size: int = CPU_PEAK_MATMUL_SIZE, repeats: int = 10) -> float:
     """FLOP/s of the best of a few large matmuls at the current thread count (measured once)."""
+    import torch
+
     torch_dtype = getattr(torch, dtype)
     a = torch.randn(size, size, dtype=torch_dtype)
     b = torch.randn(size, size, dtype=torch_dtype)
@@ -82,6 +82,8 @@ def cpu_peak(dtype: str = "float32", size: int = CPU_PEAK_MATMUL_SIZE, repeats: 
 
 def device_peak(device: str, dtype: str) -> tuple[float | None, str]:
     """(peak FLOP/s, where it comes from) for the case's device and dtype."""
+    import torch
+
     if device == "cuda":
         name = torch.cuda.get_device_name()
         tf32 = torch.backends.cuda.matmul.allow_tf32
@@ -92,6 +94,8 @@ def device_peak(device: str, dtype: str) -> tuple[float | None, str]:
 
 def flop_figures(step: Step, timing: Timing) -> dict[str, Any]:
     """FLOPs of one call (counted on an eager twin: compiled kernels bypass the counter)."""
+    from .step import build_step
+
     case = step.case
     if step.is_loop:
         return {}  # an epoch's FLOPs are its train_step's times the batches: not counted again

@@ -109,6 +109,15 @@ def verdict(step: Step, timed: compile_watch.CompileDelta) -> tuple[Status, str 
     return Status.OK, None
 
 
+def dry_run(benchmark: Any, case: Case, compile_backend: str = "inductor") -> Step:
+    """--benchmark-disable: build the step and run it once through the (disabled) fixture, untimed."""
+    step = build_step(case, compile_backend=compile_backend)
+    benchmark(step.run)
+    if not step.is_finite():
+        raise NonFiniteLoss(f"{'output' if case.phase == 'forward' else 'loss'} is not finite after one call")
+    return step
+
+
 def measure(benchmark: Any, case: Case, *, max_time: float, min_rounds: int,
             compile_backend: str = "inductor", extra_passes: Sequence[Pass] = ()) -> Step:
     """Build the step, time it, then run the passes; their figures go to ``benchmark.extra_info``.
@@ -116,9 +125,11 @@ def measure(benchmark: Any, case: Case, *, max_time: float, min_rounds: int,
     Failures raise (see ``bench.faults``) and become result rows.
     """
     step = build_step(case, compile_backend=compile_backend)
+    # The case fields before timing starts: an entry cut short (Ctrl-C) still names its case.
+    benchmark.extra_info.update(case.as_dict(), case_id=case.id)
     timing, timed = time_step(benchmark, step, max_time=max_time, min_rounds=min_rounds,
                               compile_backend=compile_backend)
     status, reason = verdict(step, timed)
-    benchmark.extra_info.update(case.as_dict(), case_id=case.id, status=status.value, invalid_reason=reason)
+    benchmark.extra_info.update(status=status.value, invalid_reason=reason)
     benchmark.extra_info.update(run_passes(step, timing, passes(extra_passes)))
     return step

@@ -21,14 +21,12 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any, Iterable
 
-import torch
-from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, profile, record_function
-
 from .figures import Figure, Kind, View, declare
 from .passes import FunctionPass, builtin
 
 if TYPE_CHECKING:
+    import torch
+
     from .passes import Timing
     from .step import Step
 
@@ -41,27 +39,44 @@ FIGURES = declare(
            "tensors kept between steps: parameters, gradients, optimizer state, buffers, the batch", views=_H),
     Figure("mem_peak_bytes", Kind.BYTES, "peak mem", "memory", "most live tensor bytes during a step",
            views=_T),
+    # The breakdown of a step's memory (with mem_param_bytes): what it holds, and its peak's surplus.
+    Figure("mem_grad_bytes", Kind.BYTES, "gradients", "memory", "bytes of the gradients held after a step",
+           views=_H),
+    Figure("mem_optimizer_bytes", Kind.BYTES, "optimizer state", "memory",
+           "bytes of the optimizer's state (moments, step counters)", views=_H),
+    Figure("mem_activation_bytes", Kind.BYTES, "activations", "memory",
+           "peak minus what is held at the step's start: activations and temporaries", views=_H),
     Figure("cuda_max_allocated_bytes", Kind.BYTES, "CUDA max allocated", "memory",
            "the caching allocator's peak", deterministic=True, tolerance=0.01, views=_H),
     Figure("cuda_max_reserved_bytes", Kind.BYTES, "CUDA max reserved", "memory", views=_H),
 )
 
 
-def _tensors(step: Step) -> Iterable[torch.Tensor]:
-    yield from step.model.parameters()
-    yield from (p.grad for p in step.model.parameters() if p.grad is not None)
-    yield from step.model.buffers()
+def _grads(step: Step) -> Iterable[torch.Tensor]:
+    return (p.grad for p in step.model.parameters() if p.grad is not None)
+
+
+def _optimizer_state(step: Step) -> Iterable[torch.Tensor]:
+    import torch
+
     if step.optimizer is not None:
         for state in step.optimizer.state.values():
             yield from (v for v in state.values() if torch.is_tensor(v))
+
+
+def _tensors(step: Step) -> Iterable[torch.Tensor]:
+    yield from step.model.parameters()
+    yield from _grads(step)
+    yield from step.model.buffers()
+    yield from _optimizer_state(step)
     yield from step.batch
 
 
-def held_bytes(step: Step) -> int:
-    """Bytes of the distinct storages the step keeps alive between steps."""
+def storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (a view counts with its base, once)."""
     seen: set[tuple[str, int]] = set()
     total = 0
-    for tensor in _tensors(step):
+    for tensor in tensors:
         storage = tensor.untyped_storage()
         key = (str(tensor.device), storage.data_ptr())
         if key not in seen:
@@ -70,12 +85,20 @@ def held_bytes(step: Step) -> int:
     return total
 
 
+def held_bytes(step: Step) -> int:
+    """Bytes of the distinct storages the step keeps alive between steps."""
+    return storage_bytes(_tensors(step))
+
+
 def parameter_bytes(step: Step) -> int:
     return sum(p.numel() * p.element_size() for p in step.model.parameters())
 
 
-def cpu_peak_bytes(step: Step) -> int:
-    """Held bytes at the second profiled step's start plus its highest allocation surplus."""
+def cpu_peak_surplus(step: Step) -> int:
+    """The second profiled step's highest allocation surplus over what was held at its start."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile, record_function
+
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True):
         pass  # the first profiler start in a process is slow and allocates; keep it out
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -87,31 +110,38 @@ def cpu_peak_bytes(step: Step) -> int:
     deltas = sorted((e.start_ns(), e.nbytes()) for e in events
                     if e.name() == "[memory]" and e.device_type() == DeviceType.CPU
                     and e.start_ns() >= start)
-    surplus = max(itertools.accumulate(n for _, n in deltas), default=0)
-    # Steady state: what is held after the step equals what was held at its start.
-    return held_bytes(step) + max(surplus, 0)
+    return max(max(itertools.accumulate(n for _, n in deltas), default=0), 0)
 
 
 def cuda_memory(step: Step) -> dict[str, int]:
+    import torch
+
     torch.cuda.synchronize()
     held = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     for _ in range(2):
         step.run()
     torch.cuda.synchronize()
-    return dict(mem_held_bytes=held, mem_peak_bytes=torch.cuda.max_memory_allocated(),
-                cuda_max_allocated_bytes=torch.cuda.max_memory_allocated(),
-                cuda_max_reserved_bytes=torch.cuda.max_memory_reserved())
+    peak = torch.cuda.max_memory_allocated()
+    return dict(mem_held_bytes=held, mem_peak_bytes=peak, mem_activation_bytes=max(peak - held, 0),
+                cuda_max_allocated_bytes=peak, cuda_max_reserved_bytes=torch.cuda.max_memory_reserved())
+
+
+def cpu_memory(step: Step) -> dict[str, int | None]:
+    surplus = cpu_peak_surplus(step)
+    # Steady state: what is held after the step equals what was held at its start.
+    held = held_bytes(step)
+    return dict(mem_held_bytes=held, mem_peak_bytes=held + surplus, mem_activation_bytes=surplus,
+                cuda_max_allocated_bytes=None, cuda_max_reserved_bytes=None)
 
 
 def measure_memory(step: Step) -> dict[str, int | None]:
-    """Held and peak bytes (and the allocator's figures on CUDA) for one case's step."""
-    figures: dict[str, int | None] = dict(mem_param_bytes=parameter_bytes(step))
-    if step.case.device == "cuda":
-        figures.update(cuda_memory(step))
-    else:
-        figures.update(mem_held_bytes=held_bytes(step), mem_peak_bytes=cpu_peak_bytes(step),
-                       cuda_max_allocated_bytes=None, cuda_max_reserved_bytes=None)
+    """Held and peak bytes, their breakdown (parameters, gradients, optimizer state,
+    activations) and, on CUDA, the allocator's figures, for one case's step."""
+    figures = cuda_memory(step) if step.case.device == "cuda" else cpu_memory(step)
+    # Read after the profiled steps: the gradients and optimizer state of the steady state.
+    figures.update(mem_param_bytes=parameter_bytes(step), mem_grad_bytes=storage_bytes(_grads(step)),
+                   mem_optimizer_bytes=storage_bytes(_optimizer_state(step)))
     return figures
 
 

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-import torch
-
 from . import datasets
 from .figures import Figure, Kind, View, declare
 from .passes import FunctionPass, Timing, builtin
 
 if TYPE_CHECKING:
+    import torch
+
     from .step import Step
 
 _T, _H = frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY})
@@ -73,6 +73,8 @@ class LoaderSettings:
 def make_loader(dataset: torch.utils.data.Dataset, settings: LoaderSettings,
                 rng_seed: int = 0) -> torch.utils.data.DataLoader:
     """The seed's ``DataLoader(dataset, batch_size=64, shuffle=True)``, shuffled reproducibly."""
+    import torch
+
     generator = torch.Generator().manual_seed(rng_seed)
     return torch.utils.data.DataLoader(dataset, generator=generator, **settings.loader_kwargs())
 
@@ -106,6 +108,8 @@ def _to(batch: Iterable[torch.Tensor], device: str) -> list[torch.Tensor]:
 def walk(loader: torch.utils.data.DataLoader, device: str,
          step: Callable[[torch.Tensor, torch.Tensor], float] | None = None) -> EpochRecord:
     """One pass over ``loader``; ``step(images, labels)`` returns the step's loss (None: data only)."""
+    import torch
+
     record = EpochRecord()
     iterator = iter(loader)
     while True:

@@ -20,14 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
-import torch
-from torch.profiler import (ProfilerActivity, profile, record_function, schedule,
-                            supported_activities, tensorboard_trace_handler)
 
 from .figures import Figure, Kind, View, declare
 from .files import TRACE_SUFFIXES, TRACES_DIR  # noqa: F401  (TRACES_DIR: re-exported)
-from .step import Step, synchronize
+
+if TYPE_CHECKING:
+    from torch.profiler import ProfilerActivity
+
+    from .step import Step
 
 # The issue's budget for one case's trace on disk; the default schedule stays far below it.
 TRACE_BUDGET_BYTES = 50 * 1024 * 1024
@@ -105,6 +108,9 @@ class Capture:
 
 def activities(device: str) -> list[ProfilerActivity]:
     """CPU always; the device's activity only where this torch build and machine have it."""
+    import torch
+    from torch.profiler import ProfilerActivity, supported_activities
+
     acts = [ProfilerActivity.CPU]
     if device == "cuda" and torch.cuda.is_available() and ProfilerActivity.CUDA in supported_activities():
         acts.append(ProfilerActivity.CUDA)
@@ -113,6 +119,14 @@ def activities(device: str) -> list[ProfilerActivity]:
 
 def capture(step: Step, trace_dir: Path, config: ProfileConfig = ProfileConfig()) -> Capture:
     """Profile ``config.steps`` executions of ``step``; write the trace into ``trace_dir``."""
+    from torch.profiler import profile, record_function, schedule, tensorboard_trace_handler
+
+    from .step import synchronize
+
+    def labelled(fn, *args, **kwargs) -> None:
+        with record_function(TIMED_LABEL):
+            fn(*args, **kwargs)
+
     device = step.case.device
     with profile(
         activities=activities(device),
@@ -123,16 +137,11 @@ def capture(step: Step, trace_dir: Path, config: ProfileConfig = ProfileConfig()
         with_stack=config.with_stack,
     ) as prof:
         for _ in range(config.steps):
-            step.run(_labelled, setup_scope=record_function(SETUP_LABEL))
+            step.run(labelled, setup_scope=record_function(SETUP_LABEL))
             synchronize(device)  # the step's kernels end inside its profiler step
             prof.step()
     return Capture(trace_file=_trace_file(trace_dir), steps=config.active,
                    events=flatten(prof.events()))
-
-
-def _labelled(fn, *args, **kwargs) -> None:
-    with record_function(TIMED_LABEL):
-        fn(*args, **kwargs)
 
 
 def _trace_file(trace_dir: Path) -> Path:
@@ -173,7 +182,9 @@ def classify(event: Any) -> str:
 
 
 def _is_device_event(event: Any) -> bool:
-    return getattr(event, "device_type", None) not in (None, torch.autograd.DeviceType.CPU)
+    from torch.autograd import DeviceType
+
+    return getattr(event, "device_type", None) not in (None, DeviceType.CPU)
 
 
 def _is_structural(event: Any) -> bool:

@@ -37,6 +37,17 @@ class RunWriter:
         self.run_dir = run_dir
         self.path = run_dir / name
         self.count = 0
+        self.measured = 0  # rows with timing statistics
+        self.unmeasured: list[tuple[str, str]] = []  # (status, message) of the other rows
+
+    def tally(self, row: Mapping[str, Any]) -> None:
+        """Count a row of this run (written here, or by an --isolate child)."""
+        self.count += 1
+        if row.get("stats") is not None:
+            self.measured += 1
+        else:
+            extra = row.get("extra_info") or {}
+            self.unmeasured.append((str(extra.get("status", "error")), str(extra.get("error") or "")))
 
     def write(self, row: Mapping[str, Any]) -> None:
         line = json.dumps(row, default=str, allow_nan=True)
@@ -44,4 +55,4 @@ class RunWriter:
             fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        self.count += 1
+        self.tally(row)

@@ -16,7 +16,7 @@ import pytest
 from . import isolate
 from .cases import Case
 from .faults import Status
-from .harness import measure
+from .harness import dry_run, measure
 from .passes import Pass
 from .results import RunWriter
 from .step import Step
@@ -44,11 +44,15 @@ class InProcessRunner:
     min_rounds: int
     compile_backend: str = "inductor"
     extra_passes: list[Pass] = field(default_factory=list)  # --profile's
+    dry_run: bool = False  # --benchmark-disable: build and run each step once, time nothing
     last_step: Step | None = None
 
     def measure(self, benchmark: Any, case: Case) -> Step:
-        self.last_step = measure(benchmark, case, max_time=self.max_time, min_rounds=self.min_rounds,
-                                 compile_backend=self.compile_backend, extra_passes=self.extra_passes)
+        if self.dry_run:
+            self.last_step = dry_run(benchmark, case, compile_backend=self.compile_backend)
+        else:
+            self.last_step = measure(benchmark, case, max_time=self.max_time, min_rounds=self.min_rounds,
+                                     compile_backend=self.compile_backend, extra_passes=self.extra_passes)
         return self.last_step
 
 
@@ -64,7 +68,7 @@ class IsolatedRunner:
     def measure(self, benchmark: Any, case: Case) -> None:
         self.node.stash[MEASURED_ELSEWHERE] = True  # the child records the row
         row = isolate.run_case(self.config, case, self.writer.run_dir)
-        self.writer.count += 1
+        self.writer.tally(row)
         extra = row.get("extra_info") or {}
         status = Status(extra.get("status", Status.ERROR.value))
         if status is Status.SKIPPED:

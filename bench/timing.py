@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from .figures import Figure, Kind, View, declare
 from .passes import FunctionPass, builtin
 
@@ -53,6 +51,8 @@ TIMING = declare(
 
 def context_figures(step: Step, timing: Timing) -> dict[str, Any]:
     """Throughput, size and the context the case ran in (threads, load, process)."""
+    import torch
+
     case = step.case
     return dict(
         param_count=step.param_count, first_call_s=timing.first_call_s,

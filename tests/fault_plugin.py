@@ -6,6 +6,8 @@ selection. Nothing here is registered in normal runs.
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 
@@ -35,6 +37,18 @@ class Recompiling(nn.Module):
         return torch.log_softmax(self.lin(x) * self.calls, dim=1)
 
 
+class Sleepy(nn.Module):
+    """0.3 s a call: a case still running when a test presses Ctrl-C."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.3)
+        return torch.log_softmax(self.lin(x), dim=1)
+
+
 class GraphBreak(nn.Module):
     """print() cannot be traced: one graph break, no recompile."""
 
@@ -53,6 +67,7 @@ _MLP = dict(input_shape=(1, 28, 28), loss="nll", num_classes=10, flatten_input=T
 models.register_model(**_MLP, name="nan_mlp")(NaNOutput)
 models.register_model(**_MLP, name="recompiling_mlp")(Recompiling)
 models.register_model(**_MLP, name="graph_break_mlp")(GraphBreak)
+models.register_model(**_MLP, name="sleepy_mlp")(Sleepy)
 # 10^12 floats per sample: the batch itself cannot be allocated.
 models.register_model(input_shape=(1_000_000, 1_000_000), loss="nll", num_classes=10,
                       flatten_input=True, name="huge_input")(lambda: nn.Linear(1, 1))

@@ -11,7 +11,10 @@ import torch
 
 from bench import cases as matrix
 from reports import load
+from reports.history import load_history
 from tests.helpers import ROOT, bench_cmd, run_bench
+
+ONE_CASE = ["--models", "fashion_mlp", "--phases", "forward", "--modes", "eager"]
 
 
 def test_smoke_run_writes_json_that_loads_into_the_expected_rows(smoke_run):
@@ -56,9 +59,80 @@ def test_smoke_run_report_names_every_case(smoke_run):
 )
 def test_bad_selection_stops_with_a_message(tmp_path, args, message):
     run = run_bench(tmp_path, *args)
-    assert run.proc.returncode != 0
+    assert run.proc.returncode == 2
     assert message in run.proc.stderr
     assert not any(tmp_path.iterdir()), "a rejected selection must not start a run"
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("results-file", "--results-dir {tmp}/afile: is a file, not a folder"),
+    ("results-proc", "--results-dir /proc/nope: cannot create this folder"),
+    ("history-folder", "{tmp}/results/folder.sqlite: is a folder"),
+    ("history-proc", "/proc/nope/h.sqlite"),
+    ("history-sys", "/sys/h.sqlite"),
+])
+def test_an_unusable_folder_or_history_stops_the_run_before_it_measures(tmp_path, where, message):
+    results = tmp_path / "results"
+    results.mkdir()
+    (tmp_path / "afile").touch()
+    (results / "folder.sqlite").mkdir()
+    args = {"results-file": ["--results-dir", str(tmp_path / "afile")],
+            "results-proc": ["--results-dir", "/proc/nope"],
+            "history-folder": ["--history-db", str(results / "folder.sqlite")],
+            "history-proc": ["--history-db", "/proc/nope/h.sqlite"],
+            "history-sys": ["--history-db", "/sys/h.sqlite"]}[where]
+    run = run_bench(results, *ONE_CASE, *args)
+    assert run.proc.returncode == 2, run.proc.stdout + run.proc.stderr
+    assert message.format(tmp=tmp_path) in run.proc.stderr
+    assert "Traceback" not in run.proc.stdout + run.proc.stderr
+    assert not list(results.glob("*/cases.jsonl")), "nothing may be measured before the refusal"
+
+
+def _history_rows(results) -> int:
+    db = results / "history.sqlite"
+    return len(load_history(db)) if db.is_file() else 0
+
+
+@pytest.mark.parametrize(("args", "why"), [
+    (["--devices", "cuda"], "no case was measured: 1 skipped: CUDA is not available on this machine"),
+    (["--benchmark-skip"], "no case was measured: --benchmark-skip skips every benchmark"),
+], ids=["cuda-without-gpu", "benchmark-skip"])
+def test_a_run_that_measures_nothing_exits_1_and_appends_nothing(tmp_path, args, why):
+    if args[0] == "--devices" and torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    run = run_bench(tmp_path, *ONE_CASE, *args)
+    assert run.proc.returncode == 1, run.proc.stdout + run.proc.stderr
+    assert why in run.proc.stdout
+    assert _history_rows(tmp_path) == 0
+    # The skipped rows are still recorded, and the report shows them.
+    assert (load(run.run_dir)["status"] == "skipped").all()
+    assert (run.run_dir / "report.md").is_file()
+
+
+def test_benchmark_disable_is_a_dry_run(tmp_path):
+    run = run_bench(tmp_path, *ONE_CASE, "--benchmark-disable")
+    assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr
+    assert "dry run (--benchmark-disable): 1 case built and run once" in run.proc.stdout
+    assert not any(tmp_path.iterdir()), "a dry run writes nothing"
+
+
+def test_the_output_ends_with_the_blitzbench_section_and_a_narrow_table(smoke_run):
+    lines = smoke_run.proc.stdout.rstrip().splitlines()
+    section = max(i for i, line in enumerate(lines) if line.strip("- ") == "blitzbench")
+    tail = lines[section + 1:]
+    assert tail[0].startswith(f"results: {smoke_run.run_dir}")
+    assert tail[-1].startswith("history: ") and "(+8 cases)" in tail[-1]
+    assert {"markdown", "csv", "html"} <= {line.split(":")[0] for line in tail}
+    table = [line for line in lines[:section] if "Median" in line or "[" in line]
+    assert any("Median" in line for line in table)
+    assert max(map(len, lines[:section])) <= 120
+
+
+def test_environment_records_the_kind_of_run_and_its_timing_settings(smoke_run):
+    env = json.loads((smoke_run.run_dir / "environment.json").read_text())
+    assert (env["run_kind"], env["benchmark_max_time"], env["benchmark_min_rounds"], env["profiled"]) == \
+        ("bench", 0.05, 3, False)
+    assert json.loads((smoke_run.run_dir / "benchmark.json").read_text())["blitzbench_environment"]["run_kind"] == "bench"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a GPU")
@@ -101,6 +175,28 @@ def test_interrupted_run_keeps_its_finished_cases(tmp_path):
         assert case_id in report
 
 
+def test_ctrl_c_during_a_case_leaves_a_benchmark_json_the_readers_load(tmp_path):
+    # The second case sleeps 0.3 s a call: Ctrl-C lands while it is built, warmed up or timed,
+    # and pytest-benchmark still writes benchmark.json with whatever it had started.
+    proc = subprocess.Popen(bench_cmd(tmp_path, "-p", "tests.fault_plugin", "--models", "fashion_mlp,sleepy_mlp",
+                                      "--phases", "forward", "--modes", "eager"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob("*/cases.jsonl")):
+        time.sleep(0.05)
+    time.sleep(2.5)  # build + first call + 3 warm-up calls of the sleepy case: ~1.5 s; then its rounds
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, output
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    df = load(run_dir / "benchmark.json")
+    assert list(df["case_id"]) == ["forward[fashion_mlp-cpu-eager-b64]"]
+    assert (run_dir / "report.md").is_file()
+    assert "KeyboardInterrupt" in output and "no case was measured" not in output
+
+
 def test_compile_case_records_compile_time_outside_the_timing(tmp_path):
     # A truly cold compile (no on-disk inductor cache): seconds, far above any stalled round.
     run = run_bench(tmp_path, "--models", "fashion_mlp", "--optimizers", "sgd",
@@ -110,5 +206,6 @@ def test_compile_case_records_compile_time_outside_the_timing(tmp_path):
     row = load(run.run_dir).iloc[0]
     assert row["case_id"] == "train_step[fashion_mlp-sgd-cpu-compile-b64]"
     assert row["compile_time_s"] == row["first_call_s"] > 0
+    assert row["compile_cache"] == "cold"  # the only compile of the process, caches off
     # Had the compiling call entered the rounds, the slowest round would be as slow as it.
     assert row["max_s"] < row["compile_time_s"] / 10

@@ -219,3 +219,22 @@ def test_compiled_forward_matches_eager():
     eager = build_step(case("forward", optimizer=None))
     compiled = build_step(case("forward", optimizer=None, mode="compile"))
     torch.testing.assert_close(compiled.fn(), eager.fn(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("frames_before", "cache_hits", "expected"),
+                         [(0, 0, "cold"), (2, 0, "warm"), (0, 1, "warm")])
+def test_compile_cache_is_warm_after_an_earlier_compile_or_a_cache_hit(frames_before, cache_hits, expected):
+    from collections import Counter
+
+    from bench.compile_watch import CompileDelta, CompileSnapshot, compile_figures
+    from bench.passes import Timing
+
+    before = CompileSnapshot(frames=frames_before, cache_hits=5)
+    first = CompileSnapshot(frames=frames_before + 1, graphs=1, cache_hits=5 + cache_hits).since(before)
+    later = CompileDelta(frames=0, graphs=0, breaks=Counter(), guard_failures=[])
+    timing = Timing(median_s=1e-3, first_call_s=2.0, compile_first=first, compile_later=later,
+                    compile_backend="inductor")
+    compiled = SimpleNamespace(case=case("forward", optimizer=None, mode="compile"))
+    assert compile_figures(compiled, timing)["compile_cache"] == expected
+    eager = SimpleNamespace(case=case("forward", optimizer=None))
+    assert compile_figures(eager, timing)["compile_cache"] is None

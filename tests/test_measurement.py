@@ -46,6 +46,24 @@ def test_adam_holds_two_extra_parameter_copies():
     assert adam["mem_peak_bytes"] > sgd["mem_peak_bytes"]
 
 
+def test_memory_breakdown_of_fashion_mlp_with_adam():
+    step = build_step(case(optimizer="adam"))
+    step.run()
+    step.run()
+    figures = measure_memory(step)
+    assert figures["mem_param_bytes"] == figures["mem_grad_bytes"] == FASHION_PARAM_BYTES
+    # exp_avg and exp_avg_sq per parameter tensor, and its step counter (a float32 scalar).
+    counters = sum(s["step"].nbytes for s in step.optimizer.state.values())
+    assert counters == 4 * len(list(step.model.parameters())) == 24
+    assert figures["mem_optimizer_bytes"] == 2 * FASHION_PARAM_BYTES + counters
+    inputs, target = step.batch
+    assert figures["mem_held_bytes"] == (figures["mem_param_bytes"] + figures["mem_grad_bytes"]
+                                         + figures["mem_optimizer_bytes"] + inputs.nbytes + target.nbytes)
+    assert figures["mem_activation_bytes"] == figures["mem_peak_bytes"] - figures["mem_held_bytes"] > 0
+    # The activations of a batch of 64 at least: 64 x (256 + 128 + 10) float32.
+    assert figures["mem_activation_bytes"] >= 64 * 394 * 4
+
+
 @pytest.mark.parametrize("optimizer", list_optimizers())
 def test_train_step_peak_at_least_held_at_least_params_and_grads(optimizer):
     figures = memory_after_warm_up(case(optimizer=optimizer))

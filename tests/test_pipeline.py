@@ -78,6 +78,6 @@ def test_data_and_epoch_phases_run_the_seed_loop_end_to_end(tmp_path):
 def test_a_bad_data_root_stops_the_run_before_measuring(tmp_path):
     run = run_bench(tmp_path / "r", "--preset", "pipeline", "--models", "fashion_mlp", "--phases", "epoch",
                     "--data-root", str(tmp_path / "nowhere"))
-    assert run.proc.returncode != 0
+    assert run.proc.returncode == 2
     assert f"--data-root {tmp_path / 'nowhere'}: no such folder" in run.proc.stdout + run.proc.stderr
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())

@@ -92,10 +92,15 @@ def test_report_shows_a_profile_table_per_case_and_links_the_traces(profile_run)
     assert set(csv["case_id"]) == {TRAIN, BACKWARD, LARGEST, "backward[lenet3x3-cpu-eager-b64]"}
 
 
+def test_a_profiled_run_with_short_timing_is_a_profile_run(profile_run):
+    env = json.loads((profile_run.run_dir / "environment.json").read_text())
+    assert (env["run_kind"], env["profiled"], env["benchmark_max_time"]) == ("profile", True, 0.05)
+
+
 def test_bad_profile_schedule_stops_the_run_before_it_starts(tmp_path):
     run = run_bench(tmp_path, "--models", "fashion_mlp", "--phases", "forward", "--profile",
                     "--profile-schedule", "1,1,0")
-    assert run.proc.returncode != 0
+    assert run.proc.returncode == 2
     assert "invalid --profile-schedule '1,1,0'; expected WAIT,WARMUP,ACTIVE" in run.proc.stderr
     assert "Traceback" not in run.proc.stderr
     assert not any(tmp_path.iterdir())
