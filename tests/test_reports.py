@@ -1,11 +1,13 @@
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from reports.load import ResultsWarning
 from reports import ResultsError, compile_speedup, device_speedup, load, phase_table
 from reports.format import humanize, time_unit
 from reports.run.write import report_markdown as markdown
@@ -49,14 +51,44 @@ def test_load_malformed_file_names_the_file(tmp_path):
         load(tmp_path / "empty_run")
 
 
-def test_load_tolerates_a_last_line_cut_short(tmp_path):
+def test_load_tolerates_a_last_line_cut_short_and_says_so(tmp_path):
     path = tmp_path / "cases.jsonl"
     path.write_text(json.dumps(entry()) + "\n" + json.dumps(entry(model="lenet3x3"))[:40])
-    df = load(path)
+    with pytest.warns(ResultsWarning, match=r"cases\.jsonl:2: the last line is cut short"):
+        df = load(path)
     assert list(df["case_id"]) == ["train_step[lenet-sgd-cpu-eager-b64]"]
+    assert len(df.attrs["skipped"]) == 1 and "cases.jsonl:2" in df.attrs["skipped"][0]
+    # The report says so at the top, in both formats, and write_report returns it.
+    from reports.run import write_report
+
+    paths = write_report(tmp_path)
+    assert paths["skipped"] == df.attrs["skipped"]
+    for name, start, end in (("report.md", "## Summary", "## Fastest"),
+                             ("report.html", '<section id="summary">', '<section id="fastest">')):
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        summary = text[text.index(start):text.index(end)]
+        assert "skipped when reading" in summary and "the last line is cut short" in summary
     path.write_text("{broken\n" + json.dumps(entry()) + "\n")
     with pytest.raises(ResultsError, match=r"cases\.jsonl:1: not valid JSON"):
         load(path)
+
+
+def test_garbage_benchmark_json_beside_good_cases_is_named(tmp_path):
+    (tmp_path / "cases.jsonl").write_text(json.dumps(entry()) + "\n")
+    (tmp_path / "benchmark.json").write_text('{"benchmarks": [')
+    with pytest.warns(ResultsWarning, match=r"benchmark\.json: not valid JSON"):
+        df = load(tmp_path)
+    assert len(df) == 1
+    assert [m for m in df.attrs["skipped"] if "benchmark.json" in m and "cases.jsonl" in m]
+    # A valid benchmark.json with a case cases.jsonl lacks: named, not silently ignored.
+    write_json(tmp_path / "benchmark.json", [entry(), entry(model="lenet3x3")])
+    with pytest.warns(ResultsWarning, match=r"1 case\(s\) not in cases\.jsonl.*lenet3x3"):
+        load(tmp_path)
+    # A good pair reads without a word.
+    write_json(tmp_path / "benchmark.json", [entry()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load(tmp_path).attrs["skipped"] == []
 
 
 def test_load_several_files_keeps_the_run(tmp_path):
