@@ -216,3 +216,19 @@ def test_a_column_nobody_declared_loads_and_reaches_the_csv(tmp_path):
 
     write_report(run)
     assert pd.read_csv(run / "report.csv").loc[0, "plugin_widgets"] == 7
+
+
+def test_noisy_separates_unsafe_cases():
+    from reports.stats import summarize
+
+    rng = np.random.default_rng(5)
+    steady = 1e-3 * (1 + 0.05 * rng.standard_normal(400))  # wide spread, stable: a precise median
+    step = np.concatenate([steady[:200], steady[200:] * 1.05])  # 5% slower half-way
+    few = 1e-3 * (1 + 0.05 * rng.standard_normal(5))  # too few rounds for a ±2% interval
+    assert summarize(steady)["noisy"] is False and summarize(steady)["iqr_rel"] > 0.05
+    assert summarize(step)["noisy"] is True
+    assert summarize(step)["drift_rel"] == pytest.approx(0.05, abs=0.015)
+    assert summarize(few)["noisy"] is True
+    # A drift below 1% is not a reason, however many rounds make it significant.
+    many = 1e-3 * (1 + 0.002 * rng.standard_normal(4000))
+    assert summarize(np.concatenate([many[:2000], many[2000:] * 1.005]))["noisy"] is False

@@ -119,6 +119,7 @@ def breakdown_section(df: pd.DataFrame, phases: list[str]) -> Section | None:
     if not shown:
         return None
     first = next((p for p, _ in shown if p == BREAKDOWN_PHASE), shown[0][0])
+    shown.sort(key=lambda item: item[0] != first)  # the one in view first, the folded ones after
     blocks: list[Any] = [Charts(charts, title=f"{p}: where memory goes", folded=p != first)
                          for p, charts in shown]
     parts = ", ".join(f.label for f in plots.breakdown_figures(tables.timed(df)))
