@@ -123,7 +123,7 @@ def test_history_command_writes_a_page_that_renders(tmp_path):
     proc = run_reports("--history", "--history-db", f"sqlite:///{db}")
     assert proc.returncode == 0, proc.stderr
     markdown = (tmp_path / "history.md").read_text()
-    assert "4 runs, 8 cases, 2 shifts" in markdown and "## Shifts" in markdown
+    assert "4 runs, 8 cases, 2 shifts" in markdown and "## Cases that changed" in markdown
     line = next(ln for ln in markdown.splitlines() if ln.startswith(f"| {run_name(2)} | {SLOWED.id} "))
     assert 25 < float(line.split("|")[5].strip().rstrip("%")) < 35  # planted: +30%
     with open_page((tmp_path / "history.html").as_uri()) as (page, errors):
