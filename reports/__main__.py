@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for kind, path in paths.items():
-        print(f"{kind}: {path}")
+        if kind == "skipped":
+            for message in path:
+                print(f"warning: skipped when reading: {message}", file=sys.stderr)
+        else:
+            print(f"{kind}: {path}")
     return 0
 
 

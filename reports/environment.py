@@ -16,7 +16,8 @@ VOLATILE = frozenset({"started_at", "git_commit", "git_dirty", "argv", "gpu_sm_c
 
 # Environment fields shown at the top of a report, in this order, with their labels.
 SHOWN_FIELDS = [
-    ("torch_version", "torch"), ("cuda_version", "CUDA"), ("cudnn_version", "cuDNN"),
+    ("torch_version", "torch"), ("cuda_version", "CUDA (torch built with)"),
+    ("cudnn_version", "cuDNN (torch built with)"),
     ("python_version", "Python"), ("gpu_name", "GPU"), ("gpu_driver", "GPU driver"),
     ("gpu_max_sm_clock_mhz", "GPU max SM clock (MHz)"), ("gpu_memory_bytes", "GPU memory"),
     ("cpu_model", "CPU"), ("cpu_count", "CPU cores"), ("torch_num_threads", "torch threads"),
@@ -26,6 +27,9 @@ SHOWN_FIELDS = [
     ("git_commit", "git commit"), ("git_dirty", "uncommitted changes"), ("hostname", "host"),
     ("started_at", "started"),
 ]
+# The environment's one-line summary at the top of a report (labels from SHOWN_FIELDS).
+SUMMARY_FIELDS = ("torch_version", "python_version", "gpu_name", "gpu_driver", "cpu_model", "cpu_count",
+                  "torch_num_threads", "cuda_version")
 BUSY_LOAD_PER_CORE = 0.5
 
 

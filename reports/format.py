@@ -109,6 +109,21 @@ def speedup(value: float) -> str:
     return f"{value:.2f}×"
 
 
+NOT_SIGNIFICANT = "not significant"
+
+
+def speedup_interval(value: object, low: object, high: object) -> str:
+    """A speedup with its 95% interval, marked when the interval spans 1:
+    ``1.04× (0.97–1.12) — not significant``; without an interval, the speedup alone."""
+    value, low, high = _plain(value), _plain(low), _plain(high)
+    if not is_number(value):
+        return MISSING
+    if not (is_number(low) and is_number(high)):
+        return speedup(value)
+    text = f"{speedup(value)} ({low:.2f}–{high:.2f})"
+    return text if low > 1 or high < 1 else f"{text} — {NOT_SIGNIFICANT}"
+
+
 def speedup_label(value: float) -> str:
     """A speedup short enough for a heatmap cell: ``1.51×``, ``12×``."""
     return f"{value:.0f}×" if value >= 9.95 else f"{value:.2f}×"

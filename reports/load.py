@@ -18,18 +18,23 @@ import pandas as pd
 
 from bench.cases import CASE_FIELDS, ROW_FIELDS
 from bench.faults import Status
-from bench.files import BENCHMARK_JSON, CASES_FILE, RUN_FILES
+from bench.files import BENCHMARK_JSON, CASES_FILE, ENVIRONMENT_FILE, RUN_FILES
 from bench.timing import REQUIRED_STATS, STAT_COLUMNS
 
 from .environment import EnvironmentMismatchWarning, describe_differences, differing_fields, read_environment
 from .schema import names
 from .stats import derive
 
-__all__ = ["ResultsError", "load", "read_jsonl", "columns"]
+__all__ = ["ResultsError", "ResultsWarning", "load", "read_jsonl", "columns"]
 
 
 class ResultsError(ValueError):
     """A results file or folder that cannot be read; the message names it."""
+
+
+class ResultsWarning(UserWarning):
+    """Part of the results was skipped when reading (the message names the file and why);
+    the frame lists every such skip in ``df.attrs["skipped"]``, and the report shows them."""
 
 
 def columns() -> list[str]:
@@ -41,8 +46,12 @@ def load(*paths: str | Path) -> pd.DataFrame:
     """Read run folders, pytest-benchmark JSON files or JSON-lines files into one DataFrame."""
     if not paths:
         raise ResultsError("no results path given")
-    frames = [_load_one(Path(p)) for p in paths]
+    skipped: list[str] = []
+    frames = [_load_one(Path(p), skipped) for p in paths]
     df = derive(pd.concat(frames, ignore_index=True))
+    df.attrs["skipped"] = skipped
+    for message in skipped:
+        warnings.warn(message, ResultsWarning, stacklevel=2)
     if df.empty:
         raise ResultsError(f"no results in {', '.join(map(str, paths))}")
     environments = {str(frame["run"].iloc[0]): read_environment(p) for frame, p in zip(frames, paths)
@@ -54,16 +63,20 @@ def load(*paths: str | Path) -> pd.DataFrame:
     return df
 
 
-def _load_one(path: Path) -> pd.DataFrame:
+def _load_one(path: Path, skipped: list[str]) -> pd.DataFrame:
     if path.is_dir():
         # The JSON lines hold every finished case, also of an interrupted run.
         for name in (CASES_FILE, BENCHMARK_JSON):
             if (path / name).is_file():
-                return _load_one(path / name)
+                df = _load_one(path / name, skipped)
+                if name == CASES_FILE:
+                    skipped += _unread_beside(path / BENCHMARK_JSON, set(df["case_id"]))
+                skipped += _unreadable_environment(path)
+                return df
         raise ResultsError(f"{path}: no {CASES_FILE} or {BENCHMARK_JSON} in this folder")
     if not path.is_file():
         raise ResultsError(f"{path}: no such file or folder")
-    entries = read_jsonl(path) if path.suffix == ".jsonl" else _read_benchmark_json(path)
+    entries = read_jsonl(path, skipped) if path.suffix == ".jsonl" else _read_benchmark_json(path)
     run = path.parent.name if path.name in RUN_FILES else path.stem
     known = columns()
     rows = [_row(entry, path, i, known) for i, entry in enumerate(entries)]
@@ -85,8 +98,37 @@ def _read_benchmark_json(path: Path) -> list[dict[str, Any]]:
     return data["benchmarks"]
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The objects of a JSON-lines file; a last line cut short by a killed run is dropped."""
+def _unread_beside(path: Path, read: set[str]) -> list[str]:
+    """What the run folder's benchmark.json holds that was not read from cases.jsonl (which is
+    what the report reads): the file itself when it is not valid, or the cases only it has."""
+    if not path.is_file():
+        return []
+    try:
+        entries = _read_benchmark_json(path)
+    except ResultsError as exc:
+        return [f"{exc}; skipped it, the report reads {CASES_FILE}"]
+    only = sorted({str((e.get("extra_info") or {}).get("case_id", e.get("name"))) for e in entries
+                   if isinstance(e, dict)} - read)
+    if not only:
+        return []
+    return [f"{path}: {len(only)} case(s) not in {CASES_FILE} were not read ({', '.join(only[:5])}"
+            f"{', …' if len(only) > 5 else ''})"]
+
+
+def _unreadable_environment(folder: Path) -> list[str]:
+    path = folder / ENVIRONMENT_FILE
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"{path}: not valid JSON ({exc}); the run's environment is not shown"]
+    return [] if isinstance(data, dict) else [f"{path}: not a JSON object; the run's environment is not shown"]
+
+
+def read_jsonl(path: Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file; a last line cut short by a killed run is dropped
+    (and named in ``skipped``, when given)."""
     entries = []
     lines = path.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, 1):
@@ -95,8 +137,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         try:
             entries.append(json.loads(line))
         except json.JSONDecodeError as exc:
-            if number == len(lines):
-                break  # everything before it is intact
+            if number == len(lines):  # everything before it is intact
+                if skipped is not None:
+                    skipped.append(f"{path}:{number}: the last line is cut short (a run killed while "
+                                   f"writing it?), skipped: {line[:60]!r}{'…' if len(line) > 60 else ''}")
+                break
             raise ResultsError(f"{path}:{number}: not valid JSON ({exc})") from None
     return entries
 

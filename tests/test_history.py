@@ -13,7 +13,8 @@ import pytest
 
 from bench import cases as matrix
 from reports.__main__ import main
-from reports.history import HistoryError, append_run, check, load_history, locate, mark_shifts
+from reports.history import (HistoryError, append_run, check, load_history, locate, mark_shifts,
+                             write_history_report)
 from reports.stats import median_ci, shifted
 from tests.browser import open_page
 from tests.helpers import ROOT, run_bench
@@ -123,7 +124,7 @@ def test_history_command_writes_a_page_that_renders(tmp_path):
     proc = run_reports("--history", "--history-db", f"sqlite:///{db}")
     assert proc.returncode == 0, proc.stderr
     markdown = (tmp_path / "history.md").read_text()
-    assert "4 runs, 8 cases, 2 shifts" in markdown and "## Shifts" in markdown
+    assert "4 runs, 8 cases, 2 shifts" in markdown and "## Cases that changed" in markdown
     line = next(ln for ln in markdown.splitlines() if ln.startswith(f"| {run_name(2)} | {SLOWED.id} "))
     assert 25 < float(line.split("|")[5].strip().rstrip("%")) < 35  # planted: +30%
     with open_page((tmp_path / "history.html").as_uri()) as (page, errors):
@@ -258,3 +259,63 @@ def test_history_command_without_a_history(tmp_path):
     assert proc.returncode == 2
     assert f"{tmp_path / 'history.sqlite'}: no history yet" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("where", ["/proc/nope/h.sqlite", "/sys/h.sqlite", "folder", "not-history"])
+def test_check_refuses_a_history_that_cannot_be_written(tmp_path, where):
+    if where == "folder":
+        where = tmp_path
+    elif where == "not-history":
+        where = tmp_path / "notes.txt"
+        where.write_text("not a history")
+    with pytest.raises(HistoryError, match=str(where)):
+        check(where)
+    if where == tmp_path / "notes.txt":
+        assert where.read_text() == "not a history"  # refused untouched
+
+
+def test_check_creates_a_writable_history(tmp_path):
+    db = tmp_path / "new" / "h.sqlite"
+    assert check(db) == db and db.is_file()
+    check(db)  # an existing, empty history passes too
+
+
+def test_profile_runs_are_compared_only_with_profile_runs(tmp_path):
+    """A profile run (short max time) between bench runs: no shift is marked across kinds, and
+    the page names each run's kind."""
+    db = tmp_path / "history.sqlite"
+    case = SMOKE[0]
+    kinds = [("bench", 1.0, 1e-3), ("profile", 0.1, 1.5e-3), ("bench", 1.0, 1e-3), ("profile", 0.1, 1.5e-3)]
+    for r, (kind, max_time, median) in enumerate(kinds):
+        run = write_run(tmp_path / run_name(r), [entry(case, rounds(median, n=60, spread=0.01, seed=r)),
+                                                 *([entry(SMOKE[1], rounds(1e-3, n=60, seed=9))] if r == 3 else [])],
+                        environment={"run_kind": kind, "benchmark_max_time": max_time,
+                                     "started_at": f"2026-11-22T1{r}:00:00Z"})
+        append_run(run, db)
+    history = load_history(db)
+    assert list(history["run_kind"].drop_duplicates()) == ["bench", "profile"]
+    marked = mark_shifts(history)
+    assert (marked["shift"] == "").all()  # +50% from bench to profile is not a shift
+    # An older run (no run_kind) counts as bench; its max time is read from its command line.
+    from reports.history.store import run_settings
+
+    assert run_settings({"argv": "bench --benchmark-max-time=0.05 --profile"}) == ("bench", 0.05)
+    assert run_settings({}) == ("bench", None)
+    pages = write_history_report(db, tmp_path / "out")
+    markdown = pages["markdown"].read_text(encoding="utf-8")
+    assert "| profile" in markdown and "| bench" in markdown  # the runs table names the kind
+    assert f"{case.id} (profile, max time 100 ms)" in markdown
+    # SMOKE[1] was measured once: listed, not drawn.
+    assert f"Measured in one run only, not drawn (1 case): {SMOKE[1].id}" in markdown
+
+
+def test_history_page_opens_with_the_cases_that_changed(tmp_path):
+    db = tmp_path / "history.sqlite"
+    for run in planted_runs(tmp_path):
+        append_run(run, db)
+    html = write_history_report(db, tmp_path / "out")["html"].read_text(encoding="utf-8")
+    ids = [html.index(f'<section id="{s}">') for s in ("summary", "shifts", "trends", "latest", "runs")]
+    assert ids == sorted(ids)
+    shifts = html[ids[1]:ids[2]]
+    assert shifts.count("<img") == 1 and "<details>" not in shifts  # the changed cases' charts, in view
+    assert "<details>" in html[ids[2]:ids[3]]  # the others folded

@@ -1,11 +1,13 @@
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from reports.load import ResultsWarning
 from reports import ResultsError, compile_speedup, device_speedup, load, phase_table
 from reports.format import humanize, time_unit
 from reports.run.write import report_markdown as markdown
@@ -49,14 +51,44 @@ def test_load_malformed_file_names_the_file(tmp_path):
         load(tmp_path / "empty_run")
 
 
-def test_load_tolerates_a_last_line_cut_short(tmp_path):
+def test_load_tolerates_a_last_line_cut_short_and_says_so(tmp_path):
     path = tmp_path / "cases.jsonl"
     path.write_text(json.dumps(entry()) + "\n" + json.dumps(entry(model="lenet3x3"))[:40])
-    df = load(path)
+    with pytest.warns(ResultsWarning, match=r"cases\.jsonl:2: the last line is cut short"):
+        df = load(path)
     assert list(df["case_id"]) == ["train_step[lenet-sgd-cpu-eager-b64]"]
+    assert len(df.attrs["skipped"]) == 1 and "cases.jsonl:2" in df.attrs["skipped"][0]
+    # The report says so at the top, in both formats, and write_report returns it.
+    from reports.run import write_report
+
+    paths = write_report(tmp_path)
+    assert paths["skipped"] == df.attrs["skipped"]
+    for name, start, end in (("report.md", "## Summary", "## Fastest"),
+                             ("report.html", '<section id="summary">', '<section id="fastest">')):
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        summary = text[text.index(start):text.index(end)]
+        assert "skipped when reading" in summary and "the last line is cut short" in summary
     path.write_text("{broken\n" + json.dumps(entry()) + "\n")
     with pytest.raises(ResultsError, match=r"cases\.jsonl:1: not valid JSON"):
         load(path)
+
+
+def test_garbage_benchmark_json_beside_good_cases_is_named(tmp_path):
+    (tmp_path / "cases.jsonl").write_text(json.dumps(entry()) + "\n")
+    (tmp_path / "benchmark.json").write_text('{"benchmarks": [')
+    with pytest.warns(ResultsWarning, match=r"benchmark\.json: not valid JSON"):
+        df = load(tmp_path)
+    assert len(df) == 1
+    assert [m for m in df.attrs["skipped"] if "benchmark.json" in m and "cases.jsonl" in m]
+    # A valid benchmark.json with a case cases.jsonl lacks: named, not silently ignored.
+    write_json(tmp_path / "benchmark.json", [entry(), entry(model="lenet3x3")])
+    with pytest.warns(ResultsWarning, match=r"1 case\(s\) not in cases\.jsonl.*lenet3x3"):
+        load(tmp_path)
+    # A good pair reads without a word.
+    write_json(tmp_path / "benchmark.json", [entry()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load(tmp_path).attrs["skipped"] == []
 
 
 def test_load_several_files_keeps_the_run(tmp_path):
@@ -184,3 +216,19 @@ def test_a_column_nobody_declared_loads_and_reaches_the_csv(tmp_path):
 
     write_report(run)
     assert pd.read_csv(run / "report.csv").loc[0, "plugin_widgets"] == 7
+
+
+def test_noisy_separates_unsafe_cases():
+    from reports.stats import summarize
+
+    rng = np.random.default_rng(5)
+    steady = 1e-3 * (1 + 0.05 * rng.standard_normal(400))  # wide spread, stable: a precise median
+    step = np.concatenate([steady[:200], steady[200:] * 1.05])  # 5% slower half-way
+    few = 1e-3 * (1 + 0.05 * rng.standard_normal(5))  # too few rounds for a ±2% interval
+    assert summarize(steady)["noisy"] is False and summarize(steady)["iqr_rel"] > 0.05
+    assert summarize(step)["noisy"] is True
+    assert summarize(step)["drift_rel"] == pytest.approx(0.05, abs=0.015)
+    assert summarize(few)["noisy"] is True
+    # A drift below 1% is not a reason, however many rounds make it significant.
+    many = 1e-3 * (1 + 0.002 * rng.standard_normal(4000))
+    assert summarize(np.concatenate([many[:2000], many[2000:] * 1.005]))["noisy"] is False

@@ -23,6 +23,7 @@ from ..run.plots import WIDTH_IN, Chart, page_title, pages, render_png, style_ax
 from .changes import MIN_SHIFT, SHIFTS, latest_table, mark_shifts, runs_table, shifts_table
 from .store import HistoryError, load_history, locate
 
+BAND_NOTE = "Band: 95% confidence interval of the median. ▲ red: shifted slower than the run before; ▼ green: shifted faster."
 SHIFT_RULE = ("A shift is marked where the 95% confidence intervals of the medians of a case's "
               "consecutive runs do not overlap and the median moved by at least {:.0%}.")
 
@@ -31,19 +32,34 @@ def history_sections(marked: pd.DataFrame, shifts: pd.DataFrame, latest: pd.Data
                      min_shift: float) -> list[Section]:
     counts = [(len(runs), "runs"), (len(latest), "cases"), (len(shifts), "shifts")]
     summary = ", ".join(fmt.count(n, noun.rstrip("s")) for n, noun in counts)
-    sections = [Section("summary", "Summary", [Cards(counts), Note(f"{summary}. " + SHIFT_RULE.format(min_shift))])]
+    rule = SHIFT_RULE.format(min_shift) + (" Runs are compared only with runs of the same kind (bench, profile, "
+                                           "count) and the same max time per case.")
+    sections = [Section("summary", "Summary", [Cards(counts), Note(f"{summary}. " + rule)])]
+    points = marked.groupby("series", sort=False)["run"].count()
+    drawn = [s for s in points.index if points[s] > 1]
+    changed = [s for s in dict.fromkeys(shifts["series"]) if s in drawn]
     if not shifts.empty:
         unit, scale = fmt.time_unit(shifts["before_s"])
         _, before = fmt.scaled(shifts["before_s"], [(unit, scale)])
         _, after = fmt.scaled(shifts["after_s"], [(unit, scale)])
-        view = pd.DataFrame({"run": shifts["run"], "case_id": shifts["case_id"], f"before ({unit})": before,
+        view = pd.DataFrame({"run": shifts["run"], "case_id": shifts["series"], f"before ({unit})": before,
                              f"after ({unit})": after, "moved": shifts["moved"].map(fmt.signed_percent)})
         badges = [SHIFTS[0] if v > 0 else SHIFTS[1] for v in shifts["moved"]]
-        sections.append(Section("shifts", "Shifts", [Table(view, numeric=[f"before ({unit})", f"after ({unit})"],
-                                                          badges={"moved": badges})]))
-    sections.append(Section("trends", "Median over runs", [Charts(
-        history_charts(marked), note="Band: 95% confidence interval of the median. ▲ red: shifted slower "
-        "than the run before; ▼ green: shifted faster.")]))
+        sections.append(Section("shifts", "Cases that changed", [
+            Table(view, numeric=[f"before ({unit})", f"after ({unit})"], badges={"moved": badges}),
+            Charts(history_charts(marked[marked["series"].isin(changed)]), note=BAND_NOTE)]))
+    others = [s for s in drawn if s not in changed]
+    single = [s for s in points.index if points[s] == 1]
+    blocks: list = []
+    if others:
+        charts = history_charts(marked[marked["series"].isin(others)])
+        blocks.append(Charts(charts, title=f"Cases that did not shift ({fmt.count(len(others), 'case')})",
+                             folded=bool(changed), note=BAND_NOTE))
+    if single:
+        blocks.append(Note(f"Measured in one run only, not drawn ({fmt.count(len(single), 'case')}): "
+                           + ", ".join(single) + "."))
+    if blocks:
+        sections.append(Section("trends", "Median over runs", blocks))
     unit, medians, cis = fmt.time_with_ci(latest["median_s"], latest["ci_low_s"], latest["ci_high_s"])
     view = pd.DataFrame({"case_id": latest["case_id"], "runs": latest["runs"].astype(str),
                          f"median ({unit})": medians, f"95% CI ({unit})": cis,
@@ -51,7 +67,7 @@ def history_sections(marked: pd.DataFrame, shifts: pd.DataFrame, latest: pd.Data
     sections.append(Section("latest", "Latest run of each case", [Table(
         view, numeric=["runs", f"median ({unit})", f"95% CI ({unit})", "vs previous run"],
         badges={"shift": latest["shift"].tolist()})]))
-    sections.append(Section("runs", "Runs", [Table(fmt.humanize(runs), numeric=["cases", "measured"])]))
+    sections.append(Section("runs", "Runs", [Table(fmt.humanize(runs), numeric=["cases", "measured", "max time (s)"])]))
     return sections
 
 
@@ -89,7 +105,8 @@ def history_charts(history: pd.DataFrame) -> list[Chart]:
     ``ci_high_s`` and ``shift`` (``"slower"``, ``"faster"`` or empty).
     """
     runs = list(dict.fromkeys(history["run"]))
-    cases = list(dict.fromkeys(history["case_id"]))
+    key = "series" if "series" in history else "case_id"
+    cases = list(dict.fromkeys(history[key]))
     page_list = pages(cases, HISTORY_PER_FIGURE)
     charts = []
     for i, page in enumerate(page_list):
@@ -108,7 +125,7 @@ def _history_figure(history: pd.DataFrame, cases: Sequence[str], runs: list[str]
     fig.set_layout_engine("constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax, case_id in zip(axes, cases):
-        _history_panel(ax, history[history["case_id"] == case_id], runs, case_id)
+        _history_panel(ax, history[history["series" if "series" in history else "case_id"] == case_id], runs, case_id)
     for ax in axes[len(cases):]:
         ax.set_visible(False)
     return fig

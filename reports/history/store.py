@@ -42,6 +42,9 @@ TABLE = "case_runs"
 FIGURES = "figures"
 BUSY_TIMEOUT_S = 60.0
 SQLITE_HEADER = b"SQLite format 3\x00"
+# Per row, from its run's environment: what kind of run and how long pytest-benchmark timed
+# each case. Shifts are marked only between runs that agree on both.
+RUN_KIND, MAX_TIME, DEFAULT_KIND = "run_kind", "benchmark_max_time", "bench"
 
 # What a run adds beside the row fields: when and from what it ran, and where its results are.
 RUN_COLUMNS = ("git_commit", "started_at", "environment", "times_s", "run_dir")
@@ -74,9 +77,24 @@ def locate(spec: str | Path) -> Path:
 
 
 def check(db: Path | str) -> Path:
-    """The history file of ``db``, once it is known usable (absent counts: it will be created)."""
+    """The history file of ``db``, once it is known writable: a file that is not a blitzbench
+    history is refused untouched; otherwise the file is opened for writing (created, with the
+    schema, where absent), so that a run learns before measuring that it could not append.
+    Raises ``HistoryError`` naming the path."""
     path = locate(db)
     _check(path)
+    try:
+        with _connect(path) as conn:
+            conn.execute("BEGIN IMMEDIATE")  # takes the write lock: a read-only file fails here
+            try:
+                _ensure_schema(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+    except (OSError, sqlite3.Error) as exc:
+        raise HistoryError(f"{path}: the history cannot be written ({exc}); pass a writable "
+                           f"--history-db, such as {DEFAULT_RESULTS_DIR}/{DEFAULT_NAME}") from None
     return path
 
 
@@ -263,8 +281,36 @@ def load_history(db: Path | str) -> pd.DataFrame:
     if long is not None and not long.empty:
         df = _with_figures(df, long)
     df["times_s"] = [json.loads(t) if t else [] for t in df["times_s"]]
+    settings = [run_settings(_environment(e)) for e in df.get("environment", pd.Series(None, index=df.index))]
+    df[RUN_KIND] = [kind for kind, _ in settings]
+    df[MAX_TIME] = pd.to_numeric(pd.Series([t for _, t in settings], index=df.index, dtype=object))
     # Runs in the order they started (a --run-dir folder need not be named by its time).
     return order_runs(derive(df))
+
+
+def _environment(text: Any) -> dict[str, Any]:
+    try:
+        env = json.loads(text) if isinstance(text, str) and text else {}
+    except json.JSONDecodeError:
+        return {}
+    return env if isinstance(env, dict) else {}
+
+
+def run_settings(env: dict[str, Any]) -> tuple[str, float | None]:
+    """``(run_kind, benchmark_max_time)`` of a run, from its environment; a run recorded before
+    they were (contract: it counts as "bench") is read from its command line where it has one."""
+    argv = str(env.get("argv") or "").split()
+    max_time = env.get("benchmark_max_time")
+    if max_time is None:
+        for i, arg in enumerate(argv):
+            value = arg.partition("=")[2] if arg.startswith("--benchmark-max-time=") else (
+                argv[i + 1] if arg == "--benchmark-max-time" and i + 1 < len(argv) else None)
+            try:
+                max_time = float(value) if value is not None else max_time
+            except ValueError:
+                pass
+    kind = env.get("run_kind") or DEFAULT_KIND
+    return str(kind), None if max_time is None else float(max_time)
 
 
 def _with_figures(df: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:

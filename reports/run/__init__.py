@@ -7,12 +7,14 @@ bench harness does for its statistics) stays light."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 __all__ = ["write_report"]
 
 
-def write_report(run_dir: Path | str) -> dict[str, Path]:
-    """Load a run folder and write report.md, report.csv and report.html (and profile.csv)."""
+def write_report(run_dir: Path | str) -> dict[str, Any]:
+    """Load a run folder and write report.md, report.csv and report.html (and profile.csv);
+    the paths by kind, and under ``"skipped"`` the messages of what was skipped when reading."""
     from .write import write_report as write
 
     return write(run_dir)

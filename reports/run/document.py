@@ -35,6 +35,7 @@ class Table:
     links: dict[str, list[str | None]] = field(default_factory=dict)  # column -> a target per row
     badges: dict[str, list[str]] = field(default_factory=dict)  # column -> a badge style per row ("": none)
     group_by: str | None = None  # HTML: a labelled row wherever this column changes (column hidden)
+    folded: bool = False  # HTML: behind a click, the title as its summary (Markdown: shown)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import jinja2
 
+from .. import format as fmt
 from .document import Cards, Charts, Note, Section, Table
 
 TEMPLATE = "page.html"
@@ -37,7 +38,8 @@ def _table(table: Table) -> dict[str, Any]:
                                 "href": table.links[c][i] if c in table.links else None,
                                 "badge": table.badges[c][i] if c in table.badges else ""}
                                for c in columns]})
-    return {"kind": "table", "title": table.title, "rows": rows,
+    return {"kind": "table", "title": table.title, "rows": rows, "folded": table.folded,
+            "summary": f"{table.title or 'Table'} ({fmt.count(len(table.frame), 'row')})",
             "headers": [{"text": c, "numeric": c in numeric} for c in columns]}
 
 

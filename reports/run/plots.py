@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .. import format as fmt
-from ..schema import Kind, View, figures
+from ..schema import Kind, View, figures, get
 from ..stats import ci_columns
 from . import tables
 from .tables import present
@@ -39,6 +39,9 @@ GROUP_KEYS = ["model", "optimizer", "dtype", "batch_size"]
 # One colour per variant, the same in every chart (seaborn's muted "deep" colours).
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 HELD = "mem_held_bytes"  # drawn as a marker beside the charted memory figure
+# Where a step's memory goes, stacked per case in this order (bench's memory pass).
+BREAKDOWN = ("mem_param_bytes", "mem_grad_bytes", "mem_optimizer_bytes", "mem_activation_bytes")
+RANKED = 8  # the fastest cases per phase in the summary's ranking
 
 _MPL = tuple(int(p) for p in matplotlib.__version__.split(".")[:2])
 # boxplot's vert= was replaced by orientation= in matplotlib 3.10.
@@ -190,7 +193,7 @@ def flops_bars(df: pd.DataFrame, phase: str) -> list[Chart]:
 
 
 def _ok_phase(df: pd.DataFrame, phase: str) -> pd.DataFrame:
-    rows = tables.ok(df)
+    rows = tables.timed(df)
     return rows[rows["phase"] == phase].reset_index(drop=True)
 
 
@@ -282,6 +285,113 @@ def _value_axis(ax, values: Iterable[float]) -> None:
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt.number(v)))
+
+
+# --- the summary: the fastest cases, where memory goes ---------------------------------
+
+
+def ranked(df: pd.DataFrame, top: int = RANKED) -> pd.DataFrame:
+    """Per phase (in phase order), its ``top`` fastest timed cases by median, fastest first,
+    with ``rank``, ``of`` (the phase's timed cases) and ``vs_fastest`` (median / the fastest's)."""
+    rows = tables.timed(df)
+    parts = []
+    for phase in tables.PHASE_ORDER:
+        phase_rows = rows[rows["phase"] == phase].sort_values("median_s", kind="stable")
+        if phase_rows.empty:
+            continue
+        part = phase_rows.head(top).reset_index(drop=True)
+        part = pd.concat([part, ci_columns(part)], axis="columns")
+        part["rank"] = range(1, len(part) + 1)
+        part["of"] = len(phase_rows)
+        part["vs_fastest"] = part["median_s"] / part["median_s"].iloc[0]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def ranking_chart(df: pd.DataFrame, top: int = RANKED) -> list[Chart]:
+    """One figure, a panel per phase: its fastest cases' medians, sorted, fastest on top,
+    whiskers the 95% CI of the median."""
+    rows = ranked(df, top)
+    if rows.empty:
+        return []
+    phases = list(dict.fromkeys(rows["phase"]))
+    columns = min(2, len(phases))
+    panel_rows = math.ceil(len(phases) / columns)
+    most = int(rows.groupby("phase").size().max())
+    fig = Figure(figsize=(WIDTH_IN, 0.4 + panel_rows * (0.75 + 0.24 * most)))
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(panel_rows, columns, squeeze=False).ravel()
+    for ax, phase in zip(axes, phases):
+        part = rows[rows["phase"] == phase]
+        unit, scale = fmt.time_unit(part["median_s"])
+        values = part["median_s"].to_numpy(dtype=float) / scale
+        low, high = (part[c].to_numpy(dtype=float) / scale for c in ("ci_low_s", "ci_high_s"))
+        y = np.arange(len(part))
+        style_axes(ax)
+        ax.barh(y, values, height=0.7, color=[PALETTE[0]] + [PALETTE[7]] * (len(part) - 1),
+                xerr=np.vstack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)]),
+                error_kw=dict(ecolor="#333", elinewidth=0.8, capsize=2))
+        for yy, end, value in zip(y, np.fmax(values, high), values):
+            ax.annotate(fmt.number(value), (end, yy), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=7)
+        ax.set_yticks(y, [short_case(c) for c in part["case_id"]], fontsize=7.5)
+        ax.set_ylim(most - 0.5, -0.5)
+        ax.margins(x=0.15)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt.number(v)))
+        total = int(part["of"].iloc[0])
+        shown = f"fastest {fmt.number(len(part))} of {fmt.number(total)}" if len(part) < total else "all"
+        ax.set_title(f"{phase} ({shown})", loc="left", fontsize=9.5, fontweight="bold")
+        ax.set_xlabel(f"median per call ({unit})", fontsize=8)
+    for ax in axes[len(phases):]:
+        ax.set_visible(False)
+    fig.suptitle("Fastest cases per phase (whiskers: 95% CI of the median)", x=0.01, ha="left",
+                 fontsize=11, fontweight="bold")
+    return [Chart("Fastest cases per phase", render_png(fig), "Bar charts of each phase's fastest cases, sorted",
+                  list(rows["case_id"]))]
+
+
+def breakdown_figures(df: pd.DataFrame) -> list:
+    """The memory breakdown figures declared and recorded (none for runs before they existed)."""
+    return [get(n) for n in BREAKDOWN if get(n) is not None and present(df, n)]
+
+
+def memory_breakdown(df: pd.DataFrame, phase: str) -> list[Chart]:
+    """Per case of one phase, a stacked bar: parameters, gradients, optimizer state, activations
+    (what was recorded of them); nothing for a run that recorded none but the parameters."""
+    rows = _ok_phase(df, phase)
+    parts = breakdown_figures(rows)
+    if len(parts) < 2:
+        return []
+    rows = tables.matrix_order(rows.dropna(subset=[f.name for f in parts], how="all"))
+    unit, scale = fmt.pick_unit(fmt.BYTE_UNITS, rows[[f.name for f in parts]].sum(axis="columns"))
+    charts = []
+    page_list = pages(list(rows["case_id"]), MAX_BARS)
+    for i, page in enumerate(page_list):
+        chunk = rows[rows["case_id"].isin(page)]
+        fig = _figure(len(chunk), per_row=0.2, extra=1.1)
+        ax = fig.add_subplot()
+        style_axes(ax)
+        y = np.arange(len(chunk))
+        left = np.zeros(len(chunk))
+        for k, figure in enumerate(parts):
+            values = chunk[figure.name].to_numpy(dtype=float) / scale
+            values = np.nan_to_num(values)
+            ax.barh(y, values, left=left, height=0.72, color=PALETTE[k % len(PALETTE)], label=figure.label)
+            left += values
+        for yy, total in zip(y, left):
+            ax.annotate(fmt.number(total), (total, yy), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=7)
+        ax.set_yticks(y, [short_case(c) for c in chunk["case_id"]], fontsize=7.5)
+        ax.set_ylim(len(chunk) - 0.5, -0.5)
+        ax.margins(x=0.1)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt.number(v)))
+        ax.set_xlabel(f"memory of one step ({unit})", fontsize=9)
+        title = page_title(f"{phase}: where memory goes", i, len(page_list))
+        ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
+        fig.legend(loc="outside upper right", ncols=len(parts), fontsize=8, frameon=False)
+        charts.append(Chart(title, render_png(fig), f"Stacked bars of the memory of each {phase} case: "
+                            + ", ".join(f.label for f in parts), list(chunk["case_id"])))
+    return charts
 
 
 # --- raw round times -------------------------------------------------------------------

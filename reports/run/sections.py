@@ -16,46 +16,126 @@ import pandas as pd
 from bench.faults import Status
 
 from .. import format as fmt
-from ..environment import SHOWN_FIELDS, busy_runs
+from ..environment import SHOWN_FIELDS, SUMMARY_FIELDS, busy_runs
 from ..schema import Kind, View, figures, get
+from ..stats import NOISY_CI_HALF, NOISY_DRIFT, NOISY_RULE
 from ..traces import profile as profiles
 from . import plots, tables
 from .document import Cards, Charts, Note, Section, Table
 
-FOLD_AFTER = 2  # charts; a longer run of distribution charts starts folded
+FOLD_ROWS = 12  # a longer table starts folded in HTML (Markdown shows it)
 TIMES_NOTE = ("Times are medians per call with the 95% confidence interval of the median; IQR is the "
               "interquartile range as a share of the median; held is what a step keeps between "
               "steps, peak the most live tensor memory during one.")
+BREAKDOWN_PHASE = "train_step"  # the phase that holds every part of a step's memory: shown unfolded
 
 
 def run_sections(df: pd.DataFrame, profile: pd.DataFrame, run_dir: Path | None = None) -> list[Section]:
+    """At a glance first (trustworthy? fastest? what did a change buy? where does memory go?),
+    then every case folded, then the details."""
     measured = tables.ok(df)
     environments = df.attrs.get("environments", {})
-    sections = [summary_section(df), environment_section(environments, measured)]
-    phases = [p for p in tables.PHASE_ORDER if (measured["phase"] == p).any()]
+    phases = [p for p in tables.PHASE_ORDER if (tables.timed(df)["phase"] == p).any()]
+    sections = [summary_section(df)]
+    sections += [s for s in (fastest_section(df), speedup_section(df), breakdown_section(df, phases),
+                             counts_section(df)) if s is not None]
     sections += [phase_section(df, phase, run_dir) for phase in phases]
-    sections += [s for s in (speedup_section(df), memory_section(df, phases),
+    sections.append(environment_section(environments, measured))
+    sections += [s for s in (memory_section(df, phases),
                              chart_section("flops", "FLOP/s", plots.flops_bars, df, phases),
                              compile_section(df), profiles_section(profile, run_dir), not_measured_section(df))
                  if s is not None]
     return sections
 
 
+def environment_line(environments: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The environment in one line (of each run that recorded one)."""
+    labels = dict(SHOWN_FIELDS)
+    lines = []
+    for run, env in environments.items():
+        parts = [f"{labels[k]} {fmt.environment_value(k, env[k])}" for k in SUMMARY_FIELDS if env.get(k) is not None]
+        if parts:
+            lines.append((f"{run}: " if len(environments) > 1 else "") + " · ".join(parts))
+    return "; ".join(lines) or None
+
+
 def summary_section(df: pd.DataFrame) -> Section:
+    """Is this run trustworthy: a busy machine and anything skipped when reading first, then
+    the counts and what noisy means."""
     measured = tables.ok(df)
+    timed = tables.timed(df)
+    environments = df.attrs.get("environments", {})
     runs = ", ".join(sorted(df["run"].astype(str).unique()))
-    noisy = int(measured["noisy"].eq(True).sum()) if "noisy" in measured else 0
-    cards = [(len(measured), "cases measured")]
-    cards += [(int(n), str(status)) for status, n in df["status"].value_counts().items() if status != Status.OK.value]
-    cards += [(measured["phase"].nunique(), "phases"), (noisy, "noisy cases")]
-    text = (f"Run {runs}: {len(measured)} cases measured, {len(df) - len(measured)} not measured or invalid, "
-            f"{noisy} noisy. " + (TIMES_NOTE if not measured.empty else "No case was measured."))
-    blocks: list[Any] = [Cards(cards), Note(text)]
-    for run, load, cores in busy_runs(df.attrs.get("environments", {})):
+    noisy = int(timed["noisy"].eq(True).sum()) if "noisy" in timed else 0
+    blocks: list[Any] = []
+    line = environment_line(environments)
+    if line:
+        blocks.append(Note(line))
+    for run, load, cores in busy_runs(environments):
         blocks.append(Note(f"run {run} started with a load average of {fmt.decimal(load)} on {cores} cores; other "
                            "processes compete with torch's threads and can inflate times many-fold. Each "
                            "case's load_avg_1m is in the CSV.", warning=True))
+    for message in df.attrs.get("skipped", []):
+        blocks.append(Note(f"skipped when reading: {message}", warning=True))
+    cards = [(len(measured), "cases measured")]
+    cards += [(int(n), str(status)) for status, n in df["status"].value_counts().items() if status != Status.OK.value]
+    cards += [(measured["phase"].nunique(), "phases"), (noisy, "noisy cases")]
+    untimed = len(measured) - len(timed)
+    text = (f"Run {runs}: {len(measured)} cases measured"
+            + (f" ({untimed} counted, not timed)" if untimed else "")
+            + f", {len(df) - len(measured)} not measured or invalid, {noisy} noisy. "
+            + (TIMES_NOTE if not timed.empty else "No case was timed." if not measured.empty
+               else "No case was measured."))
+    blocks += [Cards(cards), Note(text)]
+    if not timed.empty:
+        blocks.append(Note(NOISY_RULE.format(ci=fmt.short_percent(NOISY_CI_HALF),
+                                             drift=fmt.short_percent(NOISY_DRIFT))))
     return Section("summary", "Summary", blocks)
+
+
+def fastest_section(df: pd.DataFrame) -> Section | None:
+    """Which is fastest: per phase, the fastest cases ranked by median (HTML: a sorted bar
+    chart, the ranked table folded; Markdown: the ranked table)."""
+    rows = plots.ranked(df)
+    if rows.empty:
+        return None
+    unit, medians, cis = fmt.time_with_ci(rows["median_s"], rows["ci_low_s"], rows["ci_high_s"])
+    view = pd.DataFrame({"phase": rows["phase"], "rank": [fmt.number(r) for r in rows["rank"]],
+                         "case": rows["case_id"], f"median ({unit})": medians, f"95% CI ({unit})": cis,
+                         "vs fastest": [fmt.speedup(v) for v in rows["vs_fastest"]],
+                         "noisy": ["noisy" if v is True else "" for v in rows["noisy"]]})
+    return Section("fastest", "Fastest per phase", [
+        Charts(plots.ranking_chart(df)),
+        Note(f"The {fmt.number(plots.RANKED)} fastest cases of each phase by median time per call; "
+             "every case is in the phase tables below."),
+        Table(view, title="Ranked", numeric=["rank", f"median ({unit})", f"95% CI ({unit})", "vs fastest"],
+              badges={"noisy": view["noisy"].tolist()}, group_by="phase", folded=True)])
+
+
+def breakdown_section(df: pd.DataFrame, phases: list[str]) -> Section | None:
+    """Where memory goes: a stacked bar per case (train_step in view, the other phases folded)."""
+    shown = [(p, plots.memory_breakdown(df, p)) for p in phases]
+    shown = [(p, charts) for p, charts in shown if charts]
+    if not shown:
+        return None
+    first = next((p for p, _ in shown if p == BREAKDOWN_PHASE), shown[0][0])
+    shown.sort(key=lambda item: item[0] != first)  # the one in view first, the folded ones after
+    blocks: list[Any] = [Charts(charts, title=f"{p}: where memory goes", folded=p != first)
+                         for p, charts in shown]
+    parts = ", ".join(f.label for f in plots.breakdown_figures(tables.timed(df)))
+    return Section("memory-breakdown", "Where memory goes",
+                   [Note(f"Memory of one step, stacked: {parts}."), *blocks])
+
+
+def counts_section(df: pd.DataFrame) -> Section | None:
+    """Cases counted, not timed (an instruction-count run): their figures, no timing chart."""
+    table = tables.untimed(df)
+    if table.empty:
+        return None
+    shown = fmt.humanize(table)
+    return Section("counts", "Counted cases (no timing)", [
+        Note("These cases were counted, not timed: their figures per call, no timing chart."),
+        Table(shown, numeric=[c for c in shown.columns if c != "case_id"], folded=len(shown) > FOLD_ROWS)])
 
 
 def environment_section(environments: Mapping[str, Mapping[str, Any]], measured: pd.DataFrame) -> Section:
@@ -72,7 +152,7 @@ def environment_section(environments: Mapping[str, Mapping[str, Any]], measured:
         blocks.append(Note("This run has no environment.json; shown: what its cases recorded."))
     rows = [[label, *(fmt.environment_value(key, env.get(key)) for env in runs.values())]
             for key, label in SHOWN_FIELDS if any(env.get(key) is not None for env in runs.values())]
-    blocks.insert(0, Table(pd.DataFrame(rows, columns=["", *runs])))
+    blocks.insert(0, Table(pd.DataFrame(rows, columns=["", *runs]), title="All recorded fields", folded=True))
     return Section("environment", "Environment", blocks)
 
 
@@ -87,22 +167,32 @@ def phase_view(table: pd.DataFrame) -> pd.DataFrame:
     return shown.loc[:, [c for c in shown.columns if (shown[c] != fmt.MISSING).any() and (shown[c] != "").any()]]
 
 
+def cache_badges(table: pd.DataFrame, view: pd.DataFrame) -> dict[str, list[str]]:
+    """The compile cache column's badge: a warm cache marked (its compile time is not a cold compile)."""
+    figure = get(tables.COMPILE_CACHE)
+    if figure is None or tables.COMPILE_CACHE not in table or figure.label not in view:
+        return {}
+    return {figure.label: ["warm" if v == "warm" else "" for v in table[tables.COMPILE_CACHE]]}
+
+
 def phase_section(df: pd.DataFrame, phase: str, run_dir: Path | None) -> Section:
+    """Every timed case of a phase: the table and the charts, folded (the summary answers first)."""
     table = tables.phase_table(df, phase)
+    table = table[table["median_s"].notna()].reset_index(drop=True)
     view = phase_view(table)
     links = {}
     if tables.present(table, tables.TRACE):
         view["trace"] = ["trace" if isinstance(d, str) and d else "" for d in table[tables.TRACE]]
         links["trace"] = [trace_href(d, run_dir) for d in table[tables.TRACE]]
-    numeric = [c for c in view.columns if c not in ("case_id", "flags", "trace")]
+    text = [f.label for f in figures(View.TABLE) if f.kind is Kind.TEXT]
+    numeric = [c for c in view.columns if c not in ("case_id", "flags", "trace", *text)]
     badges = {"flags": view["flags"].tolist()} if "flags" in view else {}
-    boxes = plots.round_time_boxes(df, phase)
-    folded = len(boxes) > FOLD_AFTER  # the full matrix: the medians in view, distributions a click away
-    return Section(f"phase-{phase}", phase, [
-        Table(view, numeric=numeric, links=links, badges=badges),
-        Charts(plots.phase_bars(df, phase)),
-        Charts(boxes, title=f"Distribution of round times ({len(boxes)} charts)" if folded
-               else "Distribution of round times", folded=folded,
+    badges.update(cache_badges(table, view))
+    bars, boxes = plots.phase_bars(df, phase), plots.round_time_boxes(df, phase)
+    return Section(f"phase-{phase}", f"{phase}: every case", [
+        Table(view, title=f"Every {phase} case", numeric=numeric, links=links, badges=badges, folded=True),
+        Charts(bars, title=f"Median time per case ({fmt.count(len(bars), 'chart')})", folded=True),
+        Charts(boxes, title=f"Distribution of round times ({fmt.count(len(boxes), 'chart')})", folded=True,
                note="Each round times one or more calls; a wide box or far outliers mean a noisy measurement."),
     ])
 
@@ -125,22 +215,42 @@ def trace_href(trace_dir: object, run_dir: Path | None) -> str | None:
 
 
 def speedup_section(df: pd.DataFrame) -> Section | None:
+    """What compile, a dtype or a device bought: per change measured both ways, each pair's
+    speedup with its 95% interval (the gate's ``ratio_interval`` on the raw rounds)."""
     blocks: list[Any] = []
-    for title, table in (("eager → compile speedup", tables.compile_speedup(df)),
-                         ("CPU → CUDA speedup", tables.device_speedup(df))):
-        if not table.empty:
-            shown = fmt.humanize(table)
-            blocks.append(Table(shown, title=title, numeric=[c for c in shown.columns if c.endswith(")") or c == "speedup"]))
+    for axis, before, after in tables.CHANGES:
+        pairs = tables.speedup_pairs(df, axis, before, after)
+        if pairs.empty:
+            continue
+        significant = (pairs["speedup_low"] > 1) | (pairs["speedup_high"] < 1)
+        faster = int((significant & (pairs["speedup"] > 1)).sum())
+        slower = int((significant & (pairs["speedup"] < 1)).sum())
+        unit, scale = fmt.time_unit(pairs["before_s"])
+        view = pd.DataFrame({
+            "case": pairs["case_id"],
+            f"{before} ({unit})": fmt.scaled(pairs["before_s"], [(unit, scale)])[1],
+            f"{after} ({unit})": fmt.scaled(pairs["after_s"], [(unit, scale)])[1],
+            "speedup (95% interval)": [fmt.speedup_interval(v, lo, hi) for v, lo, hi in
+                                       zip(pairs["speedup"], pairs["speedup_low"], pairs["speedup_high"])]})
+        badges = ["faster" if s and v > 1 else "slower" if s else "" for s, v in zip(significant, pairs["speedup"])]
+        title = f"{before} → {after}"
+        blocks.append(Note(f"{title}: {fmt.count(len(pairs), 'pair')}, median speedup "
+                           f"{fmt.speedup(pairs['speedup'].median())}; {faster} significantly faster, "
+                           f"{slower} significantly slower, {len(pairs) - faster - slower} {fmt.NOT_SIGNIFICANT}."))
+        blocks.append(Table(view, title=title, numeric=list(view.columns[1:3]),
+                            badges={"speedup (95% interval)": badges}, folded=len(view) > FOLD_ROWS))
     if not blocks:
         return None
     charts = plots.speedup_heatmaps(df)
-    return Section("speedups", "Speedups", [Note("Median time before ÷ after, for cases measured both ways."),
-                                            *blocks, Charts(charts)])
+    return Section("speedups", "What a change bought", [
+        Note("Speedup: median time before ÷ after, for cases measured both ways; > 1× is faster. The 95% "
+             "interval comes from both sides' rounds; a speedup whose interval spans 1 is not significant."),
+        *blocks, *([Charts(charts, title="Speedup heatmaps", folded=True)] if charts else [])])
 
 
 def chart_section(sid: str, title: str, make, df: pd.DataFrame, phases: list[str]) -> Section | None:
     charts = [c for p in phases for c in make(df, p)]
-    return Section(sid, title, [Charts(charts)]) if charts else None
+    return Section(sid, title, [Charts(charts, title=f"{title} per phase", folded=True)]) if charts else None
 
 
 def memory_section(df: pd.DataFrame, phases: list[str]) -> Section | None:
@@ -154,8 +264,9 @@ def memory_section(df: pd.DataFrame, phases: list[str]) -> Section | None:
     blocks: list[Any] = []
     if recorded:
         shown = fmt.humanize(measured[["case_id", *recorded]])
-        blocks.append(Table(shown, numeric=[c for c in shown.columns if c != "case_id"]))
-    return Section("memory", "Memory", [*blocks, Charts(charts)])
+        blocks.append(Table(shown, title="Every memory figure", numeric=[c for c in shown.columns if c != "case_id"],
+                            folded=len(shown) > FOLD_ROWS))
+    return Section("memory", "Memory", [*blocks, Charts(charts, title="Memory per phase", folded=True)])
 
 
 def compile_section(df: pd.DataFrame) -> Section | None:
@@ -164,8 +275,10 @@ def compile_section(df: pd.DataFrame) -> Section | None:
         return None
     shown = fmt.humanize(table)
     text = [get(c).label for c in table.columns if get(c) is not None and get(c).kind is Kind.TEXT]
-    return Section("compile", "Compile behaviour",
-                   [Table(shown, numeric=[c for c in shown.columns if c != "case_id" and c not in text])])
+    return Section("compile", "Compile behaviour", [
+        Note("compile: the first, compiling call; a warm compile cache (marked) makes it shorter than a cold compile."),
+        Table(shown, title="Compiled cases", numeric=[c for c in shown.columns if c != "case_id" and c not in text],
+              badges=cache_badges(table, shown), folded=len(shown) > FOLD_ROWS)])
 
 
 # Report names for the profile's operator columns; ``_s`` columns get their unit from format.
@@ -206,4 +319,5 @@ def not_measured_section(df: pd.DataFrame) -> Section | None:
         return None
     view = pd.DataFrame({"case": missing["case_id"], "status": missing["status"], "reason": missing["reason"]})
     return Section("not-measured", "Not measured or invalid",
-                   [Table(view, badges={"status": missing["status"].tolist()})])
+                   [Table(view, title="Cases", badges={"status": missing["status"].tolist()},
+                          folded=len(view) > FOLD_ROWS)])

@@ -8,10 +8,15 @@ import pandas as pd
 from bench.cases import CASE_FIELDS, DEVICES, MODES, PHASES
 from bench.faults import Status
 
-from ..schema import View, get, names
+from ..schema import View, figures, get, names
+from ..stats import ratio_interval
 
 PHASE_ORDER = list(PHASES)
 TRACE = "trace_dir"  # the case's profiler trace folder, when --profile made one
+# A compiled case's compile time, and whether the compile cache was warm (shown beside it).
+COMPILE_TIME, COMPILE_CACHE = "compile_time_s", "compile_cache"
+# The changes a report prices, each where both sides were measured: (case field, before, after).
+CHANGES = [("mode", "eager", "compile"), ("dtype", "float32", "bfloat16"), ("device", "cpu", "cuda")]
 
 
 def ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -19,10 +24,30 @@ def ok(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == Status.OK.value]
 
 
+def timed(df: pd.DataFrame) -> pd.DataFrame:
+    """Measured cases with a timing (a count run's rows have none)."""
+    rows = ok(df)
+    return rows[rows["median_s"].notna()] if "median_s" in rows else rows.iloc[0:0]
+
+
+def untimed(df: pd.DataFrame) -> pd.DataFrame:
+    """Measured cases without a timing (instruction counts), with the figures they hold:
+    every declared number shown anywhere (table or history) that one of them recorded."""
+    rows = ok(df)
+    rows = rows[rows["median_s"].isna()] if "median_s" in rows else rows
+    shown = [f.name for f in figures() if f.views and f.kind.numeric and present(rows, f.name)]
+    return matrix_order(rows)[["case_id", *shown]].reset_index(drop=True)
+
+
 def table_figures() -> list[str]:
     """The figures of the per-phase tables: those declared for the table view, the timing
-    pass's first (the statistics derived from its rounds may be declared before it)."""
-    return sorted(names(View.TABLE), key=lambda n: get(n).source != "timing")
+    pass's first (the statistics derived from its rounds may be declared before it), the
+    compile cache beside the compile time."""
+    ordered = sorted(names(View.TABLE), key=lambda n: get(n).source != "timing")
+    if COMPILE_CACHE in ordered and COMPILE_TIME in ordered:
+        ordered.remove(COMPILE_CACHE)
+        ordered.insert(ordered.index(COMPILE_TIME) + 1, COMPILE_CACHE)
+    return ordered
 
 
 def phase_table(df: pd.DataFrame, phase: str) -> pd.DataFrame:
@@ -54,6 +79,34 @@ def _speedup(df: pd.DataFrame, axis: str, before: str, after: str) -> pd.DataFra
     return out
 
 
+def speedup_pairs(df: pd.DataFrame, axis: str, before: str, after: str) -> pd.DataFrame:
+    """Each pair of timed cases that differ only in ``axis`` (``before`` vs ``after``): both
+    medians, ``speedup = before / after`` and its 95% interval (``speedup_low``/``speedup_high``,
+    ``reports.stats.ratio_interval`` on the raw rounds, as the gate computes it), the after
+    side's ``case_id``."""
+    keys = [c for c in CASE_FIELDS if c != axis]
+    columns = [*keys, "case_id", "before_s", "after_s", "speedup", "speedup_low", "speedup_high"]
+    rows = timed(df)
+    sides = []
+    for value in (before, after):
+        side = rows[rows[axis] == value].assign(_optimizer=lambda r: r["optimizer"].fillna("-"))
+        sides.append(side.drop_duplicates(subset=[*keys, "_optimizer"], keep="last"))
+    merge_keys = [k if k != "optimizer" else "_optimizer" for k in keys]
+    pairs = sides[0].merge(sides[1], on=merge_keys, suffixes=("_b", "_a"))
+    if pairs.empty:
+        return pd.DataFrame(columns=columns)
+    intervals = [ratio_interval(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+                 if len(a) and len(b) else (np.nan, np.nan)
+                 for b, a in zip(pairs["times_s_b"], pairs["times_s_a"])]
+    out = pd.DataFrame({k: pairs[k] if k in pairs else pairs[f"{k}_a"] for k in keys})
+    out["case_id"] = pairs["case_id_a"].to_numpy()
+    out["before_s"], out["after_s"] = pairs["median_s_b"].to_numpy(), pairs["median_s_a"].to_numpy()
+    out["speedup"] = out["before_s"] / out["after_s"]
+    out["speedup_low"] = [lo for lo, _ in intervals]
+    out["speedup_high"] = [hi for _, hi in intervals]
+    return matrix_order(out.assign(**{axis: after}))[columns]
+
+
 def compile_speedup(df: pd.DataFrame) -> pd.DataFrame:
     """eager -> compile: ``speedup`` > 1 means torch.compile is faster."""
     return _speedup(df, "mode", "eager", "compile")
@@ -72,7 +125,8 @@ def compile_table(df: pd.DataFrame) -> pd.DataFrame:
     detail = [n for n in names(View.DETAIL, source="compile") if n in compiled]
     if compiled.empty or not detail:
         return pd.DataFrame()
-    return compiled[["case_id", "compile_time_s", *detail]].reset_index(drop=True)
+    cache = [COMPILE_CACHE] if present(compiled, COMPILE_CACHE) else []
+    return compiled[["case_id", COMPILE_TIME, *cache, *detail]].reset_index(drop=True)
 
 
 def not_measured(df: pd.DataFrame) -> pd.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -36,15 +37,16 @@ def subtitle(df: pd.DataFrame) -> str:
             f"written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
-def write_report(run_dir: Path | str) -> dict[str, Path]:
+def write_report(run_dir: Path | str) -> dict[str, Any]:
     """Load a run folder and write ``report.md``, ``report.csv`` and ``report.html`` into it
-    (and ``profile.csv`` when the run was profiled); returns the paths by kind."""
+    (and ``profile.csv`` when the run was profiled); returns the paths by kind, and under
+    ``"skipped"`` what was skipped when reading (a list of messages, empty when nothing was)."""
     run_dir = Path(run_dir)
     df = load(run_dir)
     profile = load_profile(run_dir)
     title = f"blitzbench report — {run_dir.name}"
     sections = run_sections(df, profile, run_dir)
-    paths = {"markdown": run_dir / REPORT_MD, "csv": run_dir / REPORT_CSV}
+    paths: dict[str, Any] = {"markdown": run_dir / REPORT_MD, "csv": run_dir / REPORT_CSV}
     paths["markdown"].write_text(write_markdown(title, sections), encoding="utf-8")
     df.drop(columns=["times_s"]).to_csv(paths["csv"], index=False)
     if not profile.empty:
@@ -52,4 +54,5 @@ def write_report(run_dir: Path | str) -> dict[str, Path]:
         profile.to_csv(paths["profile csv"], index=False)
     paths["html"] = run_dir / REPORT_HTML
     paths["html"].write_text(write_html(title, subtitle(df), sections), encoding="utf-8")
+    paths["skipped"] = list(df.attrs.get("skipped", []))
     return paths
