@@ -46,7 +46,7 @@ def test_reports_import_and_list_every_figure_without_torch():
     full = python(FIGURE_NAMES, torch=True)
     names = json.loads(light.stdout)
     assert sorted(names) == sorted(json.loads(full.stdout))  # (declaration order follows imports)
-    for name in ("median_s", "compile_time_s", "mem_peak_bytes", "flops", "op_calls_per_step", "images_per_s"):
+    for name in ("median_s", "compile_time_s", "mem_peak_bytes", "flops", "op_calls_per_step", "data_wait_share"):
         assert name in names
 
 
