@@ -8,7 +8,7 @@ given on the command line replace that axis in every block, so
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Iterable, Mapping, Sequence
 
 STEP_PHASES = ("forward", "backward", "optimizer_step", "train_step")  # one step on a made batch
@@ -77,6 +77,8 @@ class Case:
 
 # The fields every result row is keyed by, from Case itself: a new axis is a new field.
 CASE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Case))
+# A field added later has a default, which is what rows written before it existed mean.
+CASE_DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Case) if f.default is not MISSING}
 # Row fields beside the figures: the key, the case fields and how the case ended.
 ROW_FIELDS: tuple[str, ...] = ("case_id", *CASE_FIELDS, "status", "error", "invalid_reason")
 

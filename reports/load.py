@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.cases import CASE_FIELDS, ROW_FIELDS
+from bench.cases import CASE_DEFAULTS, CASE_FIELDS, ROW_FIELDS
 from bench.faults import Status
 from bench.files import BENCHMARK_JSON, CASES_FILE, ENVIRONMENT_FILE, RUN_FILES
 from bench.timing import REQUIRED_STATS, STAT_COLUMNS
@@ -149,7 +149,8 @@ def read_jsonl(path: Path, skipped: list[str] | None = None) -> list[dict[str, A
 def _row(entry: Any, path: Path, index: int, known: list[str]) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise ResultsError(f"{path}: benchmark #{index} is not an object")
-    extra = entry.get("extra_info") or {}
+    # Case fields added since a file was written read as their defaults (what the run used).
+    extra = {**CASE_DEFAULTS, **(entry.get("extra_info") or {})}
     missing = [c for c in ("case_id", *CASE_FIELDS) if c not in extra]
     if missing:
         name = entry.get("name", f"#{index}")

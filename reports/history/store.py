@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from bench.cases import CASE_FIELDS, ROW_FIELDS, Case
+from bench.cases import CASE_DEFAULTS, CASE_FIELDS, ROW_FIELDS, Case
 from bench.files import DEFAULT_RESULTS_DIR, HISTORY_DB
 
 from ..environment import read_environment
@@ -281,6 +281,10 @@ def load_history(db: Path | str) -> pd.DataFrame:
     if long is not None and not long.empty:
         df = _with_figures(df, long)
     df["times_s"] = [json.loads(t) if t else [] for t in df["times_s"]]
+    # Case fields added since a row was stored read as their defaults: what that run used.
+    for name, default in CASE_DEFAULTS.items():
+        column = df[name].astype(object) if name in df else pd.Series(None, index=df.index, dtype=object)
+        df[name] = column.where(column.notna(), default)
     settings = [run_settings(_environment(e)) for e in df.get("environment", pd.Series(None, index=df.index))]
     df[RUN_KIND] = [kind for kind, _ in settings]
     df[MAX_TIME] = pd.to_numeric(pd.Series([t for _, t in settings], index=df.index, dtype=object))

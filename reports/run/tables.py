@@ -66,8 +66,10 @@ def _speedup(df: pd.DataFrame, axis: str, before: str, after: str) -> pd.DataFra
     empty = pd.DataFrame(columns=[*keys, f"{before}_s", f"{after}_s", "speedup"])
     if rows.empty:
         return empty
-    # "optimizer" is None for optimizer-free phases; pivot_table would drop those rows.
-    rows = rows.assign(optimizer=rows["optimizer"].fillna("-"))
+    # Fields that are None (the optimizer of forward, torch's default prefetch): pivot_table
+    # would drop those rows, so they pivot as "-" and come back as None.
+    absent = [k for k in keys if rows[k].isna().any()]
+    rows = rows.assign(**{k: rows[k].astype(object).where(rows[k].notna(), "-") for k in absent})
     wide = rows.pivot_table(index=keys, columns=axis, values="median_s", aggfunc="median")
     if before not in wide or after not in wide:
         return empty
@@ -75,7 +77,8 @@ def _speedup(df: pd.DataFrame, axis: str, before: str, after: str) -> pd.DataFra
     wide.columns = [f"{before}_s", f"{after}_s"]
     wide["speedup"] = wide[f"{before}_s"] / wide[f"{after}_s"]
     out = wide.reset_index()
-    out["optimizer"] = out["optimizer"].replace("-", np.nan)
+    for k in absent:
+        out[k] = out[k].replace("-", None)
     return out
 
 
