@@ -66,7 +66,8 @@ def _grown_table(top: list[dict[str, Any]]) -> str:
     view = pd.DataFrame({
         "function": [f"`{f['function']}`" for f in top],
         "per call": [f"{b} → {a}" for b, a in zip(before, after)],
-        "change": ["+" + s for s in _instructions([f["change"] for f in top])],
+        "change": [f"+{s}" + (f" ({fmt.signed_percent(f['change'] / f['baseline'])})" if f["baseline"] else "")
+                   for s, f in zip(_instructions([f["change"] for f in top]), top)],
     })
     return view.to_markdown(index=False)
 
