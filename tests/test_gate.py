@@ -357,6 +357,30 @@ def test_nothing_measured_on_both_sides_is_unusable_input():
         gate(base, with_status(base, a="skipped", b="skipped"))
 
 
+def test_gate_md_lists_what_fails_first_and_the_unchanged_last(count_figures):
+    base = synthetic(["fail", "lost", "slow", "fast", "same", "det", "counted", "unstable"], [1.0] * 8, seed=70)
+    cur = with_status(synthetic(["fail", "slow", "fast", "same", "new", "det", "counted", "unstable"],
+                                [1.0, 1.3, 0.7, 1.0, 1.0, 1.0, 1.0, 1.0], seed=71), fail="compile_error")
+    for df, params, instructions, spread in ((base, 100, 1e9, 0.0), (cur, 120, 1.2e9, 0.01)):
+        df["param_count"] = np.where(df["case_id"] == "det", params, 100)
+        df["instructions"] = np.where(df["case_id"].isin(["counted", "unstable"]), instructions, np.nan)
+        df["instructions_spread"] = np.where(df["case_id"] == "unstable", spread, 0.0)
+    verdict = gate(base, cur)
+    assert not verdict["passed"]
+    text = markdown(verdict)
+    headings = ["### Failed on the head", "### Lost on the head", "### Regressions", "### More instructions",
+                "### Deterministic changes", "### Improvements", "### Unstable instruction counts", "### Not compared",
+                "unchanged cases"]
+    positions = [text.index(h) for h in headings]
+    assert positions == sorted(positions)
+    assert "| lost   | ok     | absent |" in text
+    document = to_json(verdict)
+    assert [r["case_id"] for r in document["failed"]] == ["fail"] and [r["case_id"] for r in document["new"]] == ["new"]
+    assert document["counts"] | dict(failed=1, lost=1, new=1, regressions=1, improvements=1, count_regressions=1,
+                                      count_unstable=1, deterministic_changes=1) == document["counts"]
+    json.dumps(document)  # plain JSON all the way down
+
+
 # --- patterns: case ids with brackets (contract 8) ----------------------------------------
 
 

@@ -76,8 +76,8 @@ def _case_table(rows: pd.DataFrame, why: bool = False) -> str:
     view = {"case": rows["case_id"].tolist()}
     if why:
         view["why"] = [NOT_COMPARED[k] for k in rows["kind"]]
-    view["base"] = [s or "absent" for s in rows["status_base"]]
-    view["head"] = [s or "absent" for s in rows["status_cur"]]
+    view["base"] = ["absent" if fmt.is_missing(s) else s for s in rows["status_base"]]
+    view["head"] = ["absent" if fmt.is_missing(s) else s for s in rows["status_cur"]]
     view["error"] = [fmt.reasons(e, limit=200) for e in rows["error"]]
     return pd.DataFrame(view).to_markdown(index=False)
 
