@@ -188,20 +188,18 @@ def _message(row: Mapping[str, Any]) -> str:
 
 def side_status(df: pd.DataFrame, head: bool) -> dict[str, tuple[str, str]]:
     """Per case: ``(status, message)`` of a side with one or several runs. The base counts as
-    measured when any run of a case is ok; the head as failed when any run of it failed."""
-    out: dict[str, tuple[str, str]] = {}
-    for case_id, rows in df.groupby("case_id", sort=False):
-        statuses = rows["status"].tolist()
-        records = rows.to_dict("records")
-        failed = [r for r, s in zip(records, statuses) if is_failure(s)]
-        if head and failed:
-            chosen = failed[-1]
-        elif Status.OK.value in statuses:
-            chosen = records[statuses.index(Status.OK.value)]
-        else:
-            chosen = (failed or records)[-1]
-        out[str(case_id)] = (str(chosen["status"]), _message(chosen))
-    return out
+    measured when any run of a case is ok; the head as failed when any run of it failed (the
+    last such run otherwise: its latest)."""
+    rows = df.iloc[::-1]  # the latest run first among equals
+    status = rows["status"]
+    failure = status.map({s: is_failure(s) for s in status.unique()}).astype(bool)
+    ok = status == Status.OK.value
+    rank = np.select([failure, ok], [0, 1], 2) if head else np.select([ok, failure], [0, 1], 2)
+    chosen = rows.iloc[np.argsort(rank, kind="stable")].drop_duplicates("case_id", keep="first")
+    messages = [""] * len(chosen) if chosen["status"].eq(Status.OK.value).all() else \
+        [_message(r) for r in chosen.to_dict("records")]
+    found = {str(c): (str(s), m) for c, s, m in zip(chosen["case_id"], chosen["status"], messages)}
+    return {str(c): found[str(c)] for c in df["case_id"].drop_duplicates()}  # in the side's order
 
 
 def classify_cases(baseline: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
