@@ -46,3 +46,19 @@ def rounds(median: float, n: int = 40, spread: float = 0.02, seed: int = 0) -> l
     """``n`` round times around ``median`` with a relative noise ``spread``."""
     rng = np.random.default_rng(seed)
     return list(median * (1 + spread * rng.standard_normal(n)))
+
+
+# --- instruction counts (count runs: rows with no timing stats) ---------------------------
+
+COUNT_ENVIRONMENT = {"run_kind": "count", "torch_version": "2.x", "python_version": "3.11.2",
+                     "valgrind_version": "3.19.0", "valgrind_isa": "avx2", "cpu_model": "synthetic"}
+
+
+def count_entry(case: Case, instructions: float, spread: float = 0.0, top: dict[str, float] | None = None,
+                status: str = "ok", repeats: int = 3) -> dict:
+    """One row of a count run: instructions per call, the repeats' spread and the largest
+    functions (``top``: {function: instructions per call}), ``stats: null``."""
+    ranked = sorted((top or {}).items(), key=lambda kv: -kv[1])[:20]
+    return entry(case, None, status=status, instructions=float(instructions), instructions_spread=float(spread),
+                 instruction_repeats=repeats,
+                 instruction_top=[{"function": name, "instructions": float(n)} for name, n in ranked])

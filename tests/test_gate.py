@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -12,11 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.gate import GateConfig, GateInputError, gate, markdown, noise_floor
+from bench import figures as declarations
+from bench.figures import Figure, Kind, View
+from reports.gate import GateConfig, GateInputError, gate, markdown, match_case, noise_floor, to_json
 from reports.stats import holm
 from bench.cases import Case
 from tests.helpers import ROOT, run_bench
-from tests.synthetic import entry, rounds, write_run
+from tests.synthetic import COUNT_ENVIRONMENT, count_entry, entry, rounds, write_run
 
 # Enough rounds for a rank test to reach significance even when rounds are slow.
 # fashion_mlp_dropout is the control: the gate study found train_step[lenet-*] varying up to
@@ -280,3 +283,255 @@ def test_several_runs_per_side_compare_each_case_s_fastest_run():
     assert pooled.loc["same", "verdict"] == "regression"  # two slow runs of three outvote the fast one
     with pytest.raises(GateInputError, match="unknown run aggregate 'mean'; choose from best, pool"):
         gate(base, cur, GateConfig(aggregate="mean"))
+
+
+# --- what the gate could not check fails it (issue #17) ----------------------------------
+
+
+def with_status(df: pd.DataFrame, **statuses: str) -> pd.DataFrame:
+    """``df`` with some cases ended in another status (no rounds, an error message)."""
+    out = df.copy()
+    out["error"] = None
+    for case_id, status in statuses.items():
+        at = out.index[out["case_id"] == case_id]
+        out.loc[at, "status"] = status
+        out.loc[at, "error"] = f"{status} raised in {case_id}"
+        for i in at:
+            out.at[i, "times_s"] = []
+    return out
+
+
+@pytest.mark.parametrize("status", ["compile_error", "oom", "error", "non_finite", "invalid", "something_new"])
+def test_a_case_failed_on_the_head_fails_the_gate_and_is_listed_first(status):
+    ids = ["a", "b", "c"]
+    base = synthetic(ids, [1.0, 1.0, 1.0], seed=40)
+    cur = with_status(synthetic(ids, [1.0, 1.2, 1.0], seed=41), a=status)
+    verdict = gate(base, cur)
+    assert not verdict["passed"] and verdict["counts"]["failed"] == 1
+    failed = verdict["cases"].query("kind == 'failed'").iloc[0]
+    assert (failed["case_id"], failed["status_base"], failed["status_cur"]) == ("a", "ok", status)
+    text = markdown(verdict)
+    assert text.index("### Failed on the head") < text.index("### Regressions")
+    assert f"{status} raised in a" in text.split("### Failed on the head")[1].split("###")[0]
+    assert "1 failed and 0 lost on the head" in text
+    # Every case failing on the head is a verdict (exit 1), not "nothing to compare" (exit 2).
+    all_failed = gate(synthetic(["x", "y"], [1.0, 1.0]), with_status(synthetic(["x", "y"], [1.0, 1.0]),
+                                                                      x="compile_error", y="compile_error"))
+    assert not all_failed["passed"] and all_failed["counts"]["failed"] == 2
+    assert all_failed["counts"]["compared"] == 0 and "❌ fail" in markdown(all_failed)
+
+
+def test_a_case_failed_in_one_head_run_of_several_fails():
+    base = pd.concat([synthetic(["a"], [1.0], seed=s).assign(run=f"b{s}") for s in (1, 2)])
+    cur = pd.concat([synthetic(["a"], [1.0], seed=3).assign(run="h1"),
+                     with_status(synthetic(["a"], [1.0], seed=4), a="oom").assign(run="h2")])
+    verdict = gate(base, cur)
+    assert not verdict["passed"] and verdict["cases"]["kind"].tolist() == ["failed"]
+
+
+def test_lost_cases_fail_unless_allowed_and_new_ones_are_listed():
+    base = synthetic(["kept", "dropped", "cuda_only", "broken_before"], [1.0] * 4, seed=50)
+    base = with_status(base, broken_before="error")
+    cur = with_status(synthetic(["kept", "cuda_only", "broken_before", "added"], [1.0] * 4, seed=51),
+                      cuda_only="skipped")
+    verdict = gate(base, cur)
+    kinds = verdict["cases"].set_index("case_id")["kind"].to_dict()
+    assert kinds == {"dropped": "lost", "cuda_only": "lost", "broken_before": "not_compared", "added": "new"}
+    assert not verdict["passed"] and verdict["counts"]["lost"] == 2 and verdict["counts"]["new"] == 1
+    text = markdown(verdict)
+    lost = text.split("### Lost on the head")[1].split("###")[0]
+    assert "dropped" in lost and "absent" in lost and "cuda_only" in lost and "skipped" in lost
+    not_compared = text.split("### Not compared")[1]
+    assert "added" in not_compared and "new on the head" in not_compared and "broken_before" in not_compared
+    allowed = gate(base, cur, GateConfig(allow_missing=True))
+    assert allowed["passed"] and "Allowed by --allow-missing" in markdown(allowed)
+    assert {row["case_id"] for row in to_json(allowed)["lost"]} == {"dropped", "cuda_only"}
+    # New cases alone never fail the gate.
+    assert gate(base.iloc[:1], cur.iloc[:1].pipe(lambda d: pd.concat([d, cur.iloc[3:]])))["passed"]
+
+
+def test_nothing_measured_on_both_sides_is_unusable_input():
+    base = synthetic(["a", "b"], [1.0, 1.0])
+    with pytest.raises(GateInputError, match=r"no case measured in both result sets \(baseline: 2 ok; "
+                                             r"current: 2 skipped\)"):
+        gate(base, with_status(base, a="skipped", b="skipped"))
+
+
+def test_gate_md_lists_what_fails_first_and_the_unchanged_last(count_figures):
+    base = synthetic(["fail", "lost", "slow", "fast", "same", "det", "counted", "unstable"], [1.0] * 8, seed=70)
+    cur = with_status(synthetic(["fail", "slow", "fast", "same", "new", "det", "counted", "unstable"],
+                                [1.0, 1.3, 0.7, 1.0, 1.0, 1.0, 1.0, 1.0], seed=71), fail="compile_error")
+    for df, params, instructions, spread in ((base, 100, 1e9, 0.0), (cur, 120, 1.2e9, 0.01)):
+        df["param_count"] = np.where(df["case_id"] == "det", params, 100)
+        df["instructions"] = np.where(df["case_id"].isin(["counted", "unstable"]), instructions, np.nan)
+        df["instructions_spread"] = np.where(df["case_id"] == "unstable", spread, 0.0)
+    verdict = gate(base, cur)
+    assert not verdict["passed"]
+    text = markdown(verdict)
+    headings = ["### Failed on the head", "### Lost on the head", "### Regressions", "### More instructions",
+                "### Deterministic changes", "### Improvements", "### Unstable instruction counts", "### Not compared",
+                "unchanged cases"]
+    positions = [text.index(h) for h in headings]
+    assert positions == sorted(positions)
+    assert "| lost   | ok     | absent |" in text
+    document = to_json(verdict)
+    assert [r["case_id"] for r in document["failed"]] == ["fail"] and [r["case_id"] for r in document["new"]] == ["new"]
+    assert document["counts"] | dict(failed=1, lost=1, new=1, regressions=1, improvements=1, count_regressions=1,
+                                      count_unstable=1, deterministic_changes=1) == document["counts"]
+    json.dumps(document)  # plain JSON all the way down
+
+
+# --- patterns: case ids with brackets (contract 8) ----------------------------------------
+
+
+def test_case_patterns_match_literally_except_star_and_question_mark():
+    case = "train_step[lenet-adam-cpu-eager-b64]"
+    assert match_case("train_step[lenet*]", case)
+    assert match_case("*[lenet-adam-*", case) and match_case("train_step[lenet-adam-cpu-eager-b6?]", case)
+    assert match_case(case, case)
+    assert not match_case("train_step[lenet]", case) and not match_case("train_step[l]*", case)
+    assert not match_case("train_step", case) and not match_case("[t]rain_step*", case)
+    assert not match_case("train.step*", case)  # regex characters are literal too
+    base = synthetic([case, "forward[lenet-cpu-eager-b64]"], [1.0, 1.0], seed=60)
+    cur = synthetic([case, "forward[lenet-cpu-eager-b64]"], [1.08, 1.08], seed=61)
+    config = GateConfig(case_thresholds={"train_step[lenet*]": 0.10, "backward[*]": 0.5})
+    verdict = gate(base, cur, config)
+    timing = verdict["timing"].set_index("case_id")
+    assert timing.loc[case, "threshold"] == 0.10 and timing.loc[case, "verdict"] == "unchanged"
+    assert timing.loc["forward[lenet-cpu-eager-b64]", "verdict"] == "regression"
+    assert verdict["warnings"] == ["--case-threshold pattern 'backward[*]' matches no compared case "
+                                   "(patterns match literally except * and ?)"]
+    assert "> --case-threshold pattern 'backward[*]' matches no compared case" in markdown(verdict)
+
+
+# --- instruction counts (contract 7) ------------------------------------------------------
+
+COUNT_FIGURES = (
+    Figure("instructions", Kind.COUNT, "instructions", "counts", "instructions per call of the timed step",
+           deterministic=True, tolerance=0.01, views=frozenset({View.TABLE, View.HISTORY})),
+    Figure("instructions_spread", Kind.RATIO, "instruction spread", "counts",
+           "(max - min) / median of the repeats", views=frozenset({View.HISTORY})),
+    Figure("instruction_repeats", Kind.COUNT, "instruction repeats", "counts", views=frozenset({View.HISTORY})),
+    Figure("instruction_top", Kind.TEXT, "top functions", "counts", views=frozenset()),
+)
+
+
+@pytest.fixture
+def count_figures():
+    """The counts pass's declarations (contract 7), where the counts module is not there to make them."""
+    if declarations.get("instructions") is not None:
+        yield
+        return
+    declarations.declare(*COUNT_FIGURES)
+    try:
+        yield
+    finally:
+        for figure in COUNT_FIGURES:
+            declarations.undeclare(figure.name)
+
+
+COUNT_CASES = {name: Case(phase="train_step", model=name, optimizer="adam", device="cpu", mode="eager",
+                          batch_size=64) for name in ("lenet", "fashion_mlp", "resnet", "vit", "gru")}
+
+
+def count_run(path, instructions: dict[str, float], spreads: dict[str, float] | None = None,
+              tops: dict[str, dict[str, float]] | None = None, **environment):
+    return write_run(path, [count_entry(COUNT_CASES[m], n, (spreads or {}).get(m, 0.0), (tops or {}).get(m))
+                            for m, n in instructions.items()], dict(COUNT_ENVIRONMENT, **environment))
+
+
+def test_instruction_counts_are_judged_with_a_threshold_and_unstable_ones_are_not(tmp_path, count_figures):
+    top_base = {"aten::addmm": 4e8, "aten::relu": 1e8, "at::native::copy_": 5e7}
+    top_head = {"aten::addmm": 4.4e8, "aten::relu": 1e8, "at::native::copy_": 5.5e7, "new_kernel": 3e7}
+    base = count_run(tmp_path / "base", {"lenet": 1e9, "fashion_mlp": 1e9, "resnet": 1e9, "vit": 1e9, "gru": 1e9},
+                     spreads={"vit": 0.0005}, tops={"lenet": top_base})
+    head = count_run(tmp_path / "head", {"lenet": 1.05e9, "fashion_mlp": 1.005e9, "resnet": 0.9e9, "vit": 1.5e9,
+                                         "gru": 1.015e9}, spreads={"vit": 0.02}, tops={"lenet": top_head})
+    from reports import load
+    verdict = gate(load(base), load(head))
+    rows = verdict["instructions"].set_index("case_id")
+    ids = {m: c.id for m, c in COUNT_CASES.items()}
+    assert rows.loc[ids["lenet"], "verdict"] == "regression"  # +5%
+    assert rows.loc[ids["fashion_mlp"], "verdict"] == "unchanged"  # +0.5%, under the declared 1%
+    assert rows.loc[ids["resnet"], "verdict"] == "improvement"
+    assert rows.loc[ids["vit"], "verdict"] == "unstable"  # +50%, but its head repeats spread 2%
+    assert rows.loc[ids["gru"], "verdict"] == "regression"  # +1.5%
+    assert not verdict["passed"] and verdict["counts"]["count_regressions"] == 2
+    assert verdict["counts"]["timed"] == 0 and verdict["counts"]["deterministic_changes"] == 0
+    assert verdict["counts"]["count_unstable"] == 1 and verdict["config"]["count_threshold"] == 0.01
+    top = rows.loc[ids["lenet"], "top"]
+    assert [f["function"] for f in top] == ["aten::addmm", "new_kernel", "at::native::copy_"]
+    assert top[1] == dict(function="new_kernel", baseline=None, current=3e7, change=3e7)
+    text = markdown(verdict)
+    assert "Instruction counts only" in text and "### Regressions" not in text
+    more = text.split("### More instructions")[1].split("### ")[0]
+    assert ids["lenet"] in more and ids["gru"] in more and "+5.0%" in more
+    assert "`new_kernel`" in more and "– → 30M" in more  # not among the base's largest
+    assert "`aten::addmm`" in more and "400M → 440M" in more and "+40M (+10.0%)" in more
+    order = [text.index(h) for h in ("### More instructions", "### Fewer instructions",
+                                     "### Unstable instruction counts", "unchanged instruction counts")]
+    assert order == sorted(order)
+    # Per-case and global thresholds; a tighter stability makes a stable case unstable.
+    looser = GateConfig(case_count_thresholds={"train_step[gru*]": 0.02}, count_threshold=0.10)
+    assert gate(load(base), load(head), looser)["passed"]
+    strict = gate(load(base), load(head), GateConfig(count_stability=0.0001))["instructions"].set_index("case_id")
+    assert strict.loc[ids["vit"], "verdict"] == "unstable"
+    assert (strict.drop(ids["vit"])["verdict"] != "unstable").all()  # spread 0 on both sides
+
+
+def test_count_runs_through_the_cli_and_their_environments(tmp_path, count_figures):
+    base = count_run(tmp_path / "base", {"lenet": 1e9, "fashion_mlp": 2e9})
+    same = count_run(tmp_path / "same", {"lenet": 1.001e9, "fashion_mlp": 2e9})
+    more = count_run(tmp_path / "more", {"lenet": 1.1e9, "fashion_mlp": 2e9})
+    other_isa = count_run(tmp_path / "isa", {"lenet": 1e9, "fashion_mlp": 2e9}, valgrind_isa="avx512")
+    # The counts' declaration lives in this process only: the CLI reads the undeclared column,
+    # and its default threshold falls back to the contract's 1%.
+    proc = run_gate(base, same, "--output", tmp_path / "g0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 instruction counts compared: 0 more" in proc.stdout
+    proc = run_gate(base, more, "--output", tmp_path / "g1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    document = json.loads((tmp_path / "g1" / "gate.json").read_text())
+    assert [row["verdict"] for row in document["instructions"]][0] == "regression"
+    assert run_gate(base, more, "--count-threshold", "0.2", "--output", tmp_path / "g2").returncode == 0
+    proc = run_gate(base, other_isa)
+    assert proc.returncode == 2 and "valgrind_isa: 'avx2' != 'avx512'" in proc.stderr
+    proc = run_gate(base, other_isa, "--allow-env-mismatch", "--output", tmp_path / "g3")
+    assert proc.returncode == 0 and "Environments differ: valgrind_isa" in proc.stdout
+    proc = run_gate(base, same, "--count-stability", "-1")
+    assert proc.returncode == 2 and "invalid --count-stability '-1'; expected a fraction of 0 or more" in proc.stderr
+
+
+# --- the CLI: same run twice, exit codes, warnings ----------------------------------------
+
+def timing_run(path, medians: dict[str, float], seed: int = 0, **statuses: str):
+    cases = {m: Case(phase="forward", model=m, optimizer=None, device="cpu", mode="eager", batch_size=64)
+             for m in medians}
+    return write_run(path, [entry(c, None, status=statuses[m], error=f"{statuses[m]} in {m}") if m in statuses
+                            else entry(c, rounds(1e-3 * medians[m], n=60, spread=0.005, seed=seed + i))
+                            for i, (m, c) in enumerate(cases.items())], {"torch_version": "2.x"})
+
+
+def test_cli_exit_codes_same_run_refused_and_unmatched_patterns_warned(tmp_path):
+    base = timing_run(tmp_path / "base", {"lenet": 1.0, "fashion_mlp": 1.0}, seed=0)
+    head = timing_run(tmp_path / "head", {"lenet": 1.0, "fashion_mlp": 1.0}, seed=10)
+    failed = timing_run(tmp_path / "failed", {"lenet": 1.0, "fashion_mlp": 1.0}, seed=20, fashion_mlp="compile_error")
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy)
+    proc = run_gate(base, head, "--case-threshold", "forward[lenet*]=0.10", "--case-threshold", "nope[*]=1",
+                    "--output", tmp_path / "g0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "gate: warning: --case-threshold pattern 'nope[*]' matches no compared case" in proc.stderr
+    assert "forward[lenet*]" not in proc.stderr
+    assert "> --case-threshold pattern 'nope[*]'" in (tmp_path / "g0" / "gate.md").read_text()
+    proc = run_gate(base, failed, "--output", tmp_path / "g1")
+    assert proc.returncode == 1 and "compile_error in fashion_mlp" in proc.stdout
+    assert json.loads((tmp_path / "g1" / "gate.json").read_text())["failed"][0]["status_cur"] == "compile_error"
+    for current in (base, copy, tmp_path / ".." / tmp_path.name / "base"):
+        proc = run_gate(base, current)
+        assert proc.returncode == 2 and "the same run is given as baseline and current" in proc.stderr, proc.stderr
+    parent = tmp_path / "several"
+    shutil.copytree(base, parent / "run-1")
+    shutil.copytree(head, parent / "run-2")
+    proc = run_gate(parent, head)
+    assert proc.returncode == 2 and "hold the same files" in proc.stderr

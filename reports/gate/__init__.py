@@ -2,8 +2,8 @@
 deterministic figures), ``render`` (gate.md and gate.json) and ``cli`` (``python -m reports gate``
 and ``calibrate``)."""
 
-from .compare import AGGREGATES, GateConfig, GateInputError, combine_runs, gate, noise_floor
+from .compare import AGGREGATES, GateConfig, GateInputError, combine_runs, gate, match_case, noise_floor
 from .render import markdown, to_json
 
-__all__ = ["AGGREGATES", "GateConfig", "GateInputError", "combine_runs", "gate", "noise_floor", "markdown",
-           "to_json"]
+__all__ = ["AGGREGATES", "GateConfig", "GateInputError", "combine_runs", "gate", "match_case", "noise_floor",
+           "markdown", "to_json"]

@@ -1,18 +1,22 @@
 """``python -m reports gate BASELINE CURRENT`` and ``python -m reports calibrate RUN_A RUN_B``.
 
-Exit codes of ``gate``: 0 pass, 1 regression, 2 unusable input (always with the reason).
+Exit codes of ``gate``: 0 pass; 1 a regression, or a case the head failed or lost; 2 unusable
+input (always with the reason): unreadable results, the same run on both sides, nothing compared,
+environments that differ, a bad option value.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from bench.files import DEFAULT_RESULTS_DIR, GATE_JSON, GATE_MD, NOISE_FLOOR_FILE, RUN_FILES
+from bench.files import DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, GATE_JSON, GATE_MD, NOISE_FLOOR_FILE, RUN_FILES
 
 from ..environment import read_environment
 from ..load import ResultsError, load
@@ -22,16 +26,32 @@ from .render import markdown, to_json
 DEFAULT_NOISE_FLOOR = Path(DEFAULT_RESULTS_DIR) / NOISE_FLOOR_FILE
 
 
-def _threshold_override(text: str) -> tuple[str, float]:
-    pattern, sep, value = text.rpartition("=")
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not sep or not pattern or number < 0:
-        raise argparse.ArgumentTypeError(
-            f"invalid --case-threshold {text!r}; expected PATTERN=FRACTION, e.g. 'train_step[lenet*]=0.10'")
-    return pattern, number
+def _fraction(option: str, example: str):
+    def parse(text: str) -> float:
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not number >= 0 or math.isinf(number):
+            raise argparse.ArgumentTypeError(
+                f"invalid {option} {text!r}; expected a fraction of 0 or more, e.g. {example}")
+        return number
+    return parse
+
+
+def _threshold_override(option: str, example: str):
+    def parse(text: str) -> tuple[str, float]:
+        pattern, sep, value = text.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not sep or not pattern or not number >= 0 or math.isinf(number):
+            raise argparse.ArgumentTypeError(
+                f"invalid {option} {text!r}; expected PATTERN=FRACTION, e.g. {example!r} "
+                "(the pattern matches case ids literally except * and ?)")
+        return pattern, number
+    return parse
 
 
 def run_folders(path: Path) -> list[Path]:
@@ -41,6 +61,36 @@ def run_folders(path: Path) -> list[Path]:
         if runs:
             return runs
     return [path]
+
+
+def _results_file(folder: Path) -> Path:
+    return next((folder / name for name in RUN_FILES if (folder / name).is_file()), folder)
+
+
+def run_identity(path: Path) -> tuple[Path, str]:
+    """A run folder's (or results file's) resolved path and a digest of its results and
+    environment files: two folders holding the same files are the same run."""
+    results = _results_file(path) if path.is_dir() else path
+    digest = hashlib.sha256()
+    for file in (results, (path if path.is_dir() else path.parent) / ENVIRONMENT_FILE):
+        if file.is_file():
+            digest.update(file.read_bytes())
+        digest.update(b"\0")
+    return path.resolve(), digest.hexdigest()
+
+
+def same_runs(baseline: Path, current: Path) -> list[str]:
+    """The runs given on both sides, by path or by identical files."""
+    base = {run: run_identity(run) for run in run_folders(baseline)}
+    same = []
+    for run in run_folders(current):
+        path, digest = run_identity(run)
+        for other, (other_path, other_digest) in base.items():
+            if path == other_path:
+                same.append(f"{other} is {run}")
+            elif digest == other_digest:
+                same.append(f"{other} and {run} hold the same files")
+    return same
 
 
 def _load_quietly(path: Path):
@@ -72,10 +122,12 @@ def gate_main(argv: list[str]) -> int:
     parser.add_argument("baseline", type=Path,
                         help="results file, run folder, or folder of run folders (several runs) of the base")
     parser.add_argument("current", type=Path, help="the same for the change")
-    parser.add_argument("--threshold", type=float, default=gating.DEFAULT_THRESHOLD,
-                        help="smallest relative change that counts (default 0.05)")
-    parser.add_argument("--case-threshold", type=_threshold_override, action="append", default=[],
-                        metavar="PATTERN=FRACTION", help="per-case threshold (fnmatch pattern); repeatable")
+    parser.add_argument("--threshold", type=_fraction("--threshold", "0.05"), default=gating.DEFAULT_THRESHOLD,
+                        help="smallest relative change of wall time that counts (default 0.05)")
+    parser.add_argument("--case-threshold", type=_threshold_override("--case-threshold", "train_step[lenet*]=0.10"),
+                        action="append", default=[], metavar="PATTERN=FRACTION",
+                        help="per-case threshold; the pattern matches case ids literally except * and ? "
+                             "(brackets are literal); repeatable, the last match wins")
     parser.add_argument("--noise-floor", type=Path, default=None,
                         help=f"calibrated noise floors (default: {DEFAULT_NOISE_FLOOR} when present)")
     parser.add_argument("--alpha", type=float, default=gating.DEFAULT_ALPHA, help="significance level")
@@ -84,19 +136,42 @@ def gate_main(argv: list[str]) -> int:
                              "or all rounds pooled (pool)")
     parser.add_argument("--normalize", action="store_true",
                         help="judge each case relative to the whole run's median shift (for noisy shared runners)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="pass even if the head did not measure cases the base measured (absent, skipped "
+                             "or unsupported on the head); they are still listed")
+    parser.add_argument("--count-threshold", type=_fraction("--count-threshold", "0.01"), default=None,
+                        help="smallest relative change of instructions per call that counts (default: the "
+                             "figure's declared tolerance, 0.01)")
+    parser.add_argument("--case-count-threshold",
+                        type=_threshold_override("--case-count-threshold", "train_step[lenet*]=0.02"),
+                        action="append", default=[], metavar="PATTERN=FRACTION",
+                        help="per-case instruction count threshold (patterns as --case-threshold); repeatable")
+    parser.add_argument("--count-stability", type=_fraction("--count-stability", "0.001"),
+                        default=gating.DEFAULT_COUNT_STABILITY,
+                        help="a case whose count repeats spread more than this on a side is unstable and not "
+                             "gated (default 0.001)")
     parser.add_argument("--allow-env-mismatch", action="store_true",
-                        help="compare even if torch version, GPU or CPU differ")
+                        help="compare even if torch version, GPU or CPU differ (for instruction counts also "
+                             "valgrind version and ISA, Python version)")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"folder for {GATE_MD} and {GATE_JSON} (default: the current run's folder)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         baseline, current = _load_quietly(args.baseline), _load_quietly(args.current)
+        same = same_runs(args.baseline, args.current)
+        if same:
+            raise gating.GateInputError("the same run is given as baseline and current (" + "; ".join(same)
+                                        + "); give the base's results first, then the head's")
         config = gating.GateConfig(threshold=args.threshold, case_thresholds=dict(args.case_threshold),
                                    noise_floor=read_noise_floor(args.noise_floor), alpha=args.alpha,
-                                   normalize=args.normalize, aggregate=args.aggregate)
+                                   normalize=args.normalize, aggregate=args.aggregate,
+                                   allow_missing=args.allow_missing, count_threshold=args.count_threshold,
+                                   case_count_thresholds=dict(args.case_count_threshold),
+                                   count_stability=args.count_stability)
         mismatch = gating.check_environments(read_environment(run_folders(args.baseline)[0]),
-                                             read_environment(run_folders(args.current)[0]))
+                                             read_environment(run_folders(args.current)[0]),
+                                             gating.environment_fields(baseline, current))
         if mismatch and not args.allow_env_mismatch:
             raise gating.GateInputError("the environments differ (" + "; ".join(mismatch)
                                         + "); pass --allow-env-mismatch to compare anyway")
@@ -106,6 +181,8 @@ def gate_main(argv: list[str]) -> int:
         return 2
     if mismatch:
         verdict["notes"].insert(0, "Environments differ: " + "; ".join(mismatch))
+    for warning in verdict["warnings"]:
+        print(f"gate: warning: {warning}", file=sys.stderr)
     text = markdown(verdict)
     out_dir = args.output or (args.current if args.current.is_dir() else args.current.parent)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,10 @@
-"""The performance gate: compare two result sets case by case; fail on real slowdowns only.
+"""The performance gate: compare two result sets case by case; fail on real slowdowns, and on
+everything it could not check.
+
+A case the base measured (status ok) fails the gate when the head ends it in a failure
+(``bench.faults.Status.failed``: compile_error, oom, error, non_finite, invalid, or a status
+blitzbench does not know), and when the head lost it (absent, or skipped/unsupported there: not
+checked) unless ``allow_missing``. Cases new on the head, or not ok on the base, are listed.
 
 A timing change counts only when it is both larger than a threshold (default 5%; per case
 or pattern overridable; never below the case's calibrated noise floor) and statistically
@@ -6,14 +12,18 @@ significant on the raw round times: a one-sided Mann-Whitney U test, Holm-correc
 number of cases compared. The ratio's 95% interval combines the order-statistic intervals of
 the two medians. Deterministic figures (FLOPs, parameters, peak CUDA memory, graphs, graph
 breaks, recompiles, operator and kernel counts) are compared on their own, exactly or with a
-tight tolerance. Pure functions: DataFrames in, DataFrames and dicts out.
+tight tolerance; instruction counts (count runs, valgrind) with a threshold of their own, a case
+whose count repeats disagree being unstable and not gated. Case patterns match literally except
+``*`` and ``?`` (``match_case``). Pure functions: DataFrames in, DataFrames and dicts out.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import itertools
+import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -23,37 +33,80 @@ import pandas as pd
 from bench.faults import Status
 
 from ..format import percent, relative
-from ..schema import deterministic
+from ..schema import deterministic, get
 from ..stats import holm, mann_whitney, noise_floors, ratio_interval, run_shift
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.05
 # Fields whose difference makes two environments incomparable for a gate.
 ENV_FIELDS = ("torch_version", "gpu_name", "cpu_model")
+# Instruction counts (bench's counts pass, contract 7 of round 2): the figure judged, the spread
+# of its repeats (a case above ``count_stability`` is unstable, not gated), the functions with
+# the most instructions per call, and the fields that must agree for counts to compare.
+COUNT_FIGURE, COUNT_SPREAD, COUNT_TOP = "instructions", "instructions_spread", "instruction_top"
+COUNT_ENV_FIELDS = ("valgrind_version", "valgrind_isa", "torch_version", "python_version")
+DEFAULT_COUNT_THRESHOLD = 0.01  # when ``instructions`` is not declared (its declaration says 1%)
+DEFAULT_COUNT_STABILITY = 0.001
+TOP_FUNCTIONS = 5
 
 
 class GateInputError(ValueError):
     """The inputs cannot be compared (exit 2); the message says why."""
 
 
+@functools.lru_cache(maxsize=256)
+def _case_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile("".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern),
+                      re.DOTALL)
+
+
+def match_case(pattern: str, case_id: str) -> bool:
+    """Whether a case id matches a pattern: literally, except ``*`` (any run of characters) and
+    ``?`` (one character). Brackets are literal, so ``train_step[lenet*]`` matches
+    ``train_step[lenet-adam-cpu-eager-b64]`` (fnmatch would read ``[lenet*]`` as a class)."""
+    return _case_regex(pattern).fullmatch(case_id) is not None
+
+
+def _override(patterns: Mapping[str, float], case_id: str, default: float) -> float:
+    value = default
+    for pattern, override in patterns.items():
+        if match_case(pattern, case_id):
+            value = override  # the last matching pattern wins
+    return value
+
+
 @dataclass
 class GateConfig:
     threshold: float = DEFAULT_THRESHOLD
-    case_thresholds: dict[str, float] = field(default_factory=dict)  # fnmatch pattern -> threshold
+    case_thresholds: dict[str, float] = field(default_factory=dict)  # match_case pattern -> threshold
     noise_floor: dict[str, float] = field(default_factory=dict)  # case_id -> relative floor
     alpha: float = DEFAULT_ALPHA
     normalize: bool = False  # divide out the whole-run shift before comparing cases
     aggregate: str = "best"  # how several runs of a case on one side become one (AGGREGATES)
+    allow_missing: bool = False  # a case the base measured and the head did not: listed, not failed
+    # Instruction counts: None is the declared tolerance of the ``instructions`` figure (1%).
+    count_threshold: float | None = None
+    case_count_thresholds: dict[str, float] = field(default_factory=dict)  # pattern -> threshold
+    count_stability: float = DEFAULT_COUNT_STABILITY  # larger spread of the repeats: not gated
 
     def threshold_for(self, case_id: str) -> float:
-        threshold = self.threshold
-        for pattern, value in self.case_thresholds.items():
-            if fnmatch.fnmatchcase(case_id, pattern):
-                threshold = value  # the last matching pattern wins
-        return max(threshold, self.noise_floor.get(case_id, 0.0))
+        return max(_override(self.case_thresholds, case_id, self.threshold), self.noise_floor.get(case_id, 0.0))
+
+    def count_threshold_for(self, case_id: str) -> float:
+        return _override(self.case_count_thresholds, case_id, self.default_count_threshold())
+
+    def default_count_threshold(self) -> float:
+        if self.count_threshold is not None:
+            return self.count_threshold
+        declared = get(COUNT_FIGURE)
+        return declared.tolerance if declared is not None and declared.tolerance else DEFAULT_COUNT_THRESHOLD
 
 
 AGGREGATES = ("best", "pool")
+
+
+def _has_rounds(times: Any) -> bool:
+    return isinstance(times, (list, tuple, np.ndarray)) and len(times) > 0
 
 
 def combine_runs(df: pd.DataFrame, how: str = "best") -> pd.DataFrame:
@@ -63,35 +116,115 @@ def combine_runs(df: pd.DataFrame, how: str = "best") -> pd.DataFrame:
     time, and it comes in stretches of seconds that slow every case measured meanwhile (see
     tests/gate_study.py), so the fastest run is the one closest to the code's own speed: the
     advice of Python's ``timeit`` for repeats, applied to whole runs. ``pool``: every run's
-    rounds together, which treats rounds of different runs as one sample.
+    rounds together, which treats rounds of different runs as one sample. A case without
+    rounds on a side (a count run's rows) keeps its last row there.
     """
     if how not in AGGREGATES:
         raise GateInputError(f"unknown run aggregate {how!r}; choose from {', '.join(AGGREGATES)}")
     ok = df[df["status"] == Status.OK.value].reset_index(drop=True)  # runs concatenated repeat index labels
     if ok.empty or ok["case_id"].is_unique:
         return df.assign(runs_combined=1)
-    if how == "pool":
-        pooled = ok.groupby("case_id", sort=False)["times_s"].agg(lambda lists: [t for ts in lists for t in ts])
-        combined = ok.drop_duplicates("case_id", keep="last").set_index("case_id")
+    runs = ok["case_id"].value_counts()
+    timed_rows = ok["times_s"].map(_has_rounds)
+    timed, untimed = ok[timed_rows].reset_index(drop=True), ok[~timed_rows]
+    untimed = untimed[~untimed["case_id"].isin(timed["case_id"])].drop_duplicates("case_id", keep="last")
+    if timed.empty or timed["case_id"].is_unique:
+        combined = timed
+    elif how == "pool":
+        pooled = timed.groupby("case_id", sort=False)["times_s"].agg(lambda lists: [t for ts in lists for t in ts])
+        combined = timed.drop_duplicates("case_id", keep="last").set_index("case_id")
         combined["times_s"] = pooled
         combined = combined.reset_index()
     else:
-        medians = ok["times_s"].map(lambda ts: float(np.median(ts)))
-        combined = ok.loc[medians.groupby(ok["case_id"], sort=False).idxmin()]
-    combined = combined.assign(runs_combined=combined["case_id"].map(ok["case_id"].value_counts()))
+        medians = timed["times_s"].map(lambda ts: float(np.median(ts)))
+        combined = timed.loc[medians.groupby(timed["case_id"], sort=False).idxmin()]
+    combined = pd.concat([combined, untimed])
+    combined = combined.assign(runs_combined=combined["case_id"].map(runs))
     return pd.concat([combined, df[df["status"] != Status.OK.value]], ignore_index=True)
 
 
-def common_cases(baseline: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
-    """Cases measured (status ok) in both, side by side with _base / _cur suffixes."""
-    ok_b = baseline[baseline["status"] == Status.OK.value].drop_duplicates("case_id", keep="last")
-    ok_c = current[current["status"] == Status.OK.value].drop_duplicates("case_id", keep="last")
+def common_cases(baseline: pd.DataFrame, current: pd.DataFrame, timed: bool = True) -> pd.DataFrame:
+    """Cases measured (status ok, with rounds unless ``timed=False``) in both, side by side
+    with _base / _cur suffixes."""
+    def measured(df: pd.DataFrame) -> pd.DataFrame:
+        ok = df[df["status"] == Status.OK.value]
+        if timed:
+            ok = ok[ok["times_s"].map(_has_rounds)]
+        return ok.drop_duplicates("case_id", keep="last")
+
+    ok_b, ok_c = measured(baseline), measured(current)
     merged = ok_b.merge(ok_c, on="case_id", suffixes=("_base", "_cur"))
     if merged.empty:
         raise GateInputError(
-            "no case measured in both result sets "
+            f"no case measured{' with rounds' if timed else ''} in both result sets "
             f"(baseline: {len(ok_b)} cases, current: {len(ok_c)} cases)")
     return merged
+
+
+# --- which cases were compared, and what happened to the others -------------------------
+
+CASE_KINDS = ("failed", "lost", "new", "gone", "not_compared")
+# Statuses on the head that mean "not checked" rather than "broken": the case did not run there.
+NOT_RUN = (Status.SKIPPED.value, Status.UNSUPPORTED.value)
+
+
+def is_failure(status: Any) -> bool:
+    """A status a gate must not pass: ``Status.failed``, or a status blitzbench does not know."""
+    try:
+        return Status(status).failed
+    except ValueError:
+        return True
+
+
+def _message(row: Mapping[str, Any]) -> str:
+    for key in ("error", "invalid_reason"):
+        value = row.get(key)
+        if isinstance(value, (list, tuple)) and value:
+            return "; ".join(map(str, value))
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def side_status(df: pd.DataFrame, head: bool) -> dict[str, tuple[str, str]]:
+    """Per case: ``(status, message)`` of a side with one or several runs. The base counts as
+    measured when any run of a case is ok; the head as failed when any run of it failed (the
+    last such run otherwise: its latest)."""
+    rows = df.iloc[::-1]  # the latest run first among equals
+    status = rows["status"]
+    failure = status.map({s: is_failure(s) for s in status.unique()}).astype(bool)
+    ok = status == Status.OK.value
+    rank = np.select([failure, ok], [0, 1], 2) if head else np.select([ok, failure], [0, 1], 2)
+    chosen = rows.iloc[np.argsort(rank, kind="stable")].drop_duplicates("case_id", keep="first")
+    messages = [""] * len(chosen) if chosen["status"].eq(Status.OK.value).all() else \
+        [_message(r) for r in chosen.to_dict("records")]
+    found = {str(c): (str(s), m) for c, s, m in zip(chosen["case_id"], chosen["status"], messages)}
+    return {str(c): found[str(c)] for c in df["case_id"].drop_duplicates()}  # in the side's order
+
+
+def classify_cases(baseline: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Every case not compared, and why: ``failed`` (ok on the base, a failure on the head),
+    ``lost`` (ok on the base; absent, skipped or unsupported on the head), ``new`` (absent on
+    the base), ``gone`` (absent on the head, not ok on the base), ``not_compared`` (on both
+    sides, not ok on the base). ``failed`` fails the gate; ``lost`` too unless allowed."""
+    base, cur = side_status(baseline, head=False), side_status(current, head=True)
+    ok = Status.OK.value
+    rows = []
+    for case_id in [*base, *(c for c in cur if c not in base)]:
+        (b_status, b_msg), (c_status, c_msg) = base.get(case_id, (None, "")), cur.get(case_id, (None, ""))
+        if b_status == ok and c_status == ok:
+            continue
+        if b_status is None:
+            kind = "new"
+        elif b_status == ok:
+            kind = "lost" if c_status is None or c_status in NOT_RUN else "failed"
+        else:
+            kind = "gone" if c_status is None else "not_compared"
+        rows.append(dict(case_id=case_id, kind=kind, status_base=b_status, status_cur=c_status,
+                         error=c_msg or b_msg))
+    table = pd.DataFrame(rows, columns=["case_id", "kind", "status_base", "status_cur", "error"])
+    order = table["kind"].map({k: i for i, k in enumerate(CASE_KINDS)})
+    return table.iloc[order.argsort(kind="stable")].reset_index(drop=True)
 
 
 def divide_out(merged: pd.DataFrame, ratio: float) -> pd.DataFrame:
@@ -101,8 +234,15 @@ def divide_out(merged: pd.DataFrame, ratio: float) -> pd.DataFrame:
     return scaled
 
 
+TIMING_COLUMNS = ["case_id", "baseline_s", "current_s", "ratio", "ratio_low", "ratio_high", "p_slower",
+                  "p_faster", "threshold", "rounds_base", "rounds_cur", "runs_base", "runs_cur", "min_detectable",
+                  "p_slower_adj", "p_faster_adj", "verdict", "p_value"]
+
+
 def compare_timing(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
     """One row per common case: medians, ratio and its interval, p-values, verdict."""
+    if merged.empty:
+        return pd.DataFrame(columns=TIMING_COLUMNS)
     rows = []
     for _, row in merged.iterrows():
         base = np.asarray(row["times_s_base"], dtype=float)
@@ -130,10 +270,13 @@ def compare_timing(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
 
 
 def compare_deterministic(merged: pd.DataFrame) -> pd.DataFrame:
-    """Every deterministic figure that changed beyond its tolerance, one row per case and figure."""
+    """Every deterministic figure that changed beyond its tolerance, one row per case and figure
+    (instruction counts apart: ``compare_counts`` judges them with their own thresholds)."""
     rows = []
     for figure in deterministic():
         column, tolerance = figure.name, figure.tolerance
+        if column == COUNT_FIGURE:
+            continue
         b_col, c_col = f"{column}_base", f"{column}_cur"
         if b_col not in merged or c_col not in merged:
             continue
@@ -158,9 +301,85 @@ def _changed(before: float, after: float, tolerance: float) -> bool:
     return abs(after - before) > tolerance * max(abs(before), 1e-12)
 
 
-def check_environments(base_env: Mapping[str, Any], cur_env: Mapping[str, Any]) -> list[str]:
+def _top(value: Any) -> dict[str, float]:
+    """``instruction_top`` as {function: instructions per call} (a list, or its JSON text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return {}
+    if not isinstance(value, (list, tuple)):
+        return {}
+    return {str(item["function"]): float(item["instructions"]) for item in value
+            if isinstance(item, Mapping) and "function" in item and _number(item.get("instructions"))}
+
+
+def grown_functions(before: Any, after: Any, limit: int = TOP_FUNCTIONS) -> list[dict[str, Any]]:
+    """The functions whose instructions per call grew most, from each side's ``instruction_top``.
+    A function outside a side's list counts there as 0 (``None`` in the row): the list holds
+    only each side's largest."""
+    b, a = _top(before), _top(after)
+    rows = [dict(function=name, baseline=b.get(name), current=a.get(name),
+                 change=a.get(name, 0.0) - b.get(name, 0.0)) for name in dict.fromkeys([*a, *b])]
+    grown = sorted((r for r in rows if r["change"] > 0), key=lambda r: -r["change"])
+    return grown[:limit]
+
+
+COUNT_COLUMNS = ["case_id", "baseline", "current", "ratio", "threshold", "spread_base", "spread_cur", "verdict",
+                 "top"]
+
+
+def compare_counts(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
+    """Instructions per call, case by case: a regression or improvement beyond the case's
+    count threshold (no significance test: the count repeats), or ``unstable`` (not gated) when
+    either side's repeats spread more than ``config.count_stability``. Regressions carry the
+    functions that grew most (``top``)."""
+    b_col, c_col = f"{COUNT_FIGURE}_base", f"{COUNT_FIGURE}_cur"
+    if b_col not in merged or c_col not in merged:
+        return pd.DataFrame(columns=COUNT_COLUMNS)
+    rows = []
+    for _, row in merged.iterrows():
+        before, after = row[b_col], row[c_col]
+        if not (_number(before) and _number(after)):
+            continue
+        before, after = float(before), float(after)
+        spreads = [row.get(f"{COUNT_SPREAD}_{side}") for side in ("base", "cur")]
+        spreads = [float(s) if _number(s) else math.nan for s in spreads]
+        threshold = config.count_threshold_for(row["case_id"])
+        ratio = after / before if before > 0 else (1.0 if after == before else math.inf)
+        if any(s > config.count_stability for s in spreads if not math.isnan(s)):
+            verdict = "unstable"
+        elif ratio - 1 > threshold:
+            verdict = "regression"
+        elif 1 - ratio > threshold:
+            verdict = "improvement"
+        else:
+            verdict = "unchanged"
+        top = grown_functions(row.get(f"{COUNT_TOP}_base"), row.get(f"{COUNT_TOP}_cur")) \
+            if verdict == "regression" else []
+        rows.append(dict(case_id=row["case_id"], baseline=before, current=after, ratio=ratio, threshold=threshold,
+                         spread_base=spreads[0], spread_cur=spreads[1], verdict=verdict, top=top))
+    table = pd.DataFrame(rows, columns=COUNT_COLUMNS)
+    return table.sort_values(["verdict", "ratio"], ascending=[True, False]).reset_index(drop=True)
+
+
+def has_counts(df: pd.DataFrame) -> bool:
+    """Whether a result set holds instruction counts (a count run)."""
+    return COUNT_FIGURE in df and bool(df[COUNT_FIGURE].map(_number).any())
+
+
+def environment_fields(baseline: pd.DataFrame, current: pd.DataFrame) -> tuple[str, ...]:
+    """The environment fields that must agree: ``ENV_FIELDS``, and ``COUNT_ENV_FIELDS`` when
+    both sides hold instruction counts."""
+    if has_counts(baseline) and has_counts(current):
+        return tuple(dict.fromkeys([*ENV_FIELDS, *COUNT_ENV_FIELDS]))
+    return ENV_FIELDS
+
+
+def check_environments(base_env: Mapping[str, Any], cur_env: Mapping[str, Any],
+                       fields: Sequence[str] = ENV_FIELDS) -> list[str]:
     """The comparability-breaking fields that differ: 'field: baseline != current'."""
-    return [f"{key}: {base_env.get(key)!r} != {cur_env.get(key)!r}" for key in ENV_FIELDS
+    return [f"{key}: {base_env.get(key)!r} != {cur_env.get(key)!r}" for key in fields
             if base_env.get(key) is not None and cur_env.get(key) is not None
             and base_env.get(key) != cur_env.get(key)]
 
@@ -179,35 +398,88 @@ def _shift_note(shift: dict[str, Any], normalize: bool) -> str:
             f"not the change. {advice}")
 
 
+def _unmatched_patterns(patterns: Mapping[str, float], case_ids: Sequence[str], option: str) -> list[str]:
+    return [f"{option} pattern {pattern!r} matches no compared case (patterns match literally except * and ?)"
+            for pattern in patterns if not any(match_case(pattern, case_id) for case_id in case_ids)]
+
+
+def _nothing_compared(baseline: pd.DataFrame, current: pd.DataFrame) -> str:
+    def statuses(df: pd.DataFrame) -> str:
+        counts = df.drop_duplicates("case_id", keep="last")["status"].value_counts()
+        return ", ".join(f"{n} {status}" for status, n in counts.items()) or "no cases"
+
+    return (f"no case measured in both result sets (baseline: {statuses(baseline)}; "
+            f"current: {statuses(current)}); check that both sides ran the same selection")
+
+
 def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | None = None) -> dict[str, Any]:
-    """The verdict: timing table, deterministic changes, counts and whether the gate passes."""
+    """The verdict: cases not compared (failed, lost, new...), timing table, deterministic
+    changes, instruction counts, counts of each, and whether the gate passes."""
     config = config or GateConfig()
-    merged = common_cases(combine_runs(baseline, config.aggregate), combine_runs(current, config.aggregate))
-    shift = run_shift(merged["times_s_base"].tolist(), merged["times_s_cur"].tolist())
+    cases = classify_cases(baseline, current)
+    kinds = cases["kind"].value_counts()
+    failed, lost = int(kinds.get("failed", 0)), int(kinds.get("lost", 0))
+    combined_b, combined_c = combine_runs(baseline, config.aggregate), combine_runs(current, config.aggregate)
+    try:
+        merged = common_cases(combined_b, combined_c, timed=False)
+    except GateInputError:
+        if not failed:
+            raise GateInputError(_nothing_compared(baseline, current)) from None
+        merged = pd.DataFrame(columns=["case_id"])
+    timed = merged[merged["times_s_base"].map(_has_rounds) & merged["times_s_cur"].map(_has_rounds)] \
+        if "times_s_base" in merged else merged
+    counted = compare_counts(merged, config)
+    if not merged.empty and timed.empty and counted.empty:
+        raise GateInputError(
+            f"nothing to compare: the {len(merged)} cases measured on both sides have neither timing rounds "
+            f"nor instruction counts on both (a count run against a timing run?)")
+    shift = run_shift(timed["times_s_base"].tolist(), timed["times_s_cur"].tolist()) if not timed.empty else None
     notes = [_shift_note(shift, config.normalize)] if _whole_run_moved(shift, config.threshold) else []
     normalized = config.normalize and shift is not None
-    timing = compare_timing(divide_out(merged, shift["ratio"]) if normalized else merged, config)
+    timing = compare_timing(divide_out(timed, shift["ratio"]) if normalized else timed, config)
     if normalized:  # verdicts and ratios relative to the shift; medians stay measured seconds
         timing["current_s"] *= shift["ratio"]
-    if (timing["runs_base"] == 1).all() or (timing["runs_cur"] == 1).all():
+    if not timing.empty and ((timing["runs_base"] == 1).all() or (timing["runs_cur"] == 1).all()):
         notes.append("One run on a side: on a shared machine a single run can be 20-70% off for a "
                      "stretch of cases; compare folders of 5-10 interleaved runs per side (README).")
+    if timing.empty and not counted.empty:
+        notes.append("Instruction counts only: no case has timing rounds on both sides (count runs), "
+                     "so wall time was not compared.")
+    elif 0 < len(timing) < len(merged):
+        notes.append(f"{len(merged) - len(timing)} of the {len(merged)} cases measured on both sides have no "
+                     "timing rounds on a side: their wall time was not compared.")
     deterministic = compare_deterministic(merged)
+    warnings = [*_unmatched_patterns(config.case_thresholds, timing["case_id"].tolist(), "--case-threshold"),
+                *_unmatched_patterns(config.case_count_thresholds, counted["case_id"].tolist(),
+                                     "--case-count-threshold")]
+    if lost and config.allow_missing:
+        notes.append(f"{lost} cases the base measured were not measured on the head; allowed by --allow-missing.")
     regressions = int((timing["verdict"] == "regression").sum())
+    count_verdicts = counted["verdict"].value_counts()
+    count_regressions = int(count_verdicts.get("regression", 0))
+    passed = (regressions == 0 and count_regressions == 0 and deterministic.empty and failed == 0
+              and (lost == 0 or config.allow_missing))
     return dict(
-        passed=regressions == 0 and deterministic.empty,
-        timing=timing, deterministic=deterministic,
-        counts=dict(compared=len(timing), regressions=regressions,
+        passed=passed,
+        cases=cases, timing=timing, deterministic=deterministic, instructions=counted,
+        counts=dict(compared=len(merged), timed=len(timing), regressions=regressions,
                     improvements=int((timing["verdict"] == "improvement").sum()),
                     unchanged=int((timing["verdict"] == "unchanged").sum()),
                     deterministic_changes=len(deterministic),
+                    counted=len(counted), count_regressions=count_regressions,
+                    count_improvements=int(count_verdicts.get("improvement", 0)),
+                    count_unchanged=int(count_verdicts.get("unchanged", 0)),
+                    count_unstable=int(count_verdicts.get("unstable", 0)),
+                    **{kind: int(kinds.get(kind, 0)) for kind in CASE_KINDS},
                     only_in_baseline=len(set(baseline["case_id"]) - set(current["case_id"])),
                     only_in_current=len(set(current["case_id"]) - set(baseline["case_id"]))),
         config=dict(threshold=config.threshold, case_thresholds=config.case_thresholds,
                     alpha=config.alpha, noise_floor_cases=len(config.noise_floor),
-                    normalized=normalized, aggregate=config.aggregate,
+                    normalized=normalized, aggregate=config.aggregate, allow_missing=config.allow_missing,
+                    count_threshold=config.default_count_threshold(),
+                    case_count_thresholds=config.case_count_thresholds, count_stability=config.count_stability,
                     test="one-sided Mann-Whitney U on raw rounds, Holm-corrected"),
-        run_shift=shift, notes=notes,
+        run_shift=shift, notes=[*warnings, *notes], warnings=warnings,
     )
 
 

@@ -1,4 +1,10 @@
-"""Rendering of a gate verdict: Markdown for a pull-request comment, and a JSON document."""
+"""Rendering of a gate verdict: Markdown for a pull-request comment, and a JSON document.
+
+gate.md's order: what the gate could not check (cases that failed or were lost on the head),
+regressions (wall time, then instruction counts with the functions that grew most),
+deterministic changes, improvements, what was not gated (unstable counts, unmatched cases),
+then the unchanged cases.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,17 @@ import pandas as pd
 
 from .. import format as fmt
 from ..format import plain_row, relative
+from .compare import CASE_KINDS
+
+# Instructions per call: plain counts, scaled for reading (stored unscaled, as every count).
+INSTRUCTION_UNITS = [("G", 1e9), ("M", 1e6), ("k", 1e3), ("", 1.0)]
+CASE_HEADINGS = {
+    "failed": ("Failed on the head", "Measured on the base; the head ended them in a failure."),
+    "lost": ("Lost on the head", "Measured on the base, not on the head (absent, skipped or unsupported there): "
+             "not checked."),
+}
+NOT_COMPARED = {"new": "new on the head", "gone": "only on the base, not ok there",
+                "not_compared": "not ok on the base"}
 
 
 def _timing_table(rows: pd.DataFrame) -> str:
@@ -25,17 +42,85 @@ def _timing_table(rows: pd.DataFrame) -> str:
     return view.to_markdown(index=False)
 
 
+def _instructions(values: list[Any]) -> list[str]:
+    unit, strings = fmt.scaled(values, INSTRUCTION_UNITS)
+    return [s if s == fmt.MISSING else f"{s}{unit}" for s in strings]
+
+
+def _count_table(rows: pd.DataFrame) -> str:
+    before, after = _instructions(rows["baseline"].tolist()), _instructions(rows["current"].tolist())
+    view = pd.DataFrame({
+        "case": rows["case_id"],
+        "instructions per call": [f"{b} → {a}" for b, a in zip(before, after)],
+        "change": [fmt.signed_percent(r - 1) for r in rows["ratio"]],
+        "threshold": [fmt.short_percent(t) for t in rows["threshold"]],
+        "repeat spread (base / head)": [f"{fmt.percent(b, 2)} / {fmt.percent(c, 2)}"
+                                        for b, c in zip(rows["spread_base"], rows["spread_cur"])],
+    })
+    return view.to_markdown(index=False)
+
+
+def _grown_table(top: list[dict[str, Any]]) -> str:
+    before = _instructions([f["baseline"] for f in top])
+    after = _instructions([f["current"] for f in top])
+    view = pd.DataFrame({
+        "function": [f"`{f['function']}`" for f in top],
+        "per call": [f"{b} → {a}" for b, a in zip(before, after)],
+        "change": [f"+{s}" + (f" ({fmt.signed_percent(f['change'] / f['baseline'])})" if f["baseline"] else "")
+                   for s, f in zip(_instructions([f["change"] for f in top]), top)],
+    })
+    return view.to_markdown(index=False)
+
+
+def _case_table(rows: pd.DataFrame, why: bool = False) -> str:
+    view = {"case": rows["case_id"].tolist()}
+    if why:
+        view["why"] = [NOT_COMPARED[k] for k in rows["kind"]]
+    view["base"] = ["absent" if fmt.is_missing(s) else s for s in rows["status_base"]]
+    view["head"] = ["absent" if fmt.is_missing(s) else s for s in rows["status_cur"]]
+    view["error"] = [fmt.reasons(e, limit=200) for e in rows["error"]]
+    return pd.DataFrame(view).to_markdown(index=False)
+
+
+def _summary(counts: dict[str, int]) -> list[str]:
+    parts = []
+    if counts["failed"] or counts["lost"]:
+        parts.append(f"{counts['failed']} failed and {counts['lost']} lost on the head")
+    if counts["timed"] or not counts["counted"]:
+        parts.append(f"{fmt.count(counts['timed'], 'case')} timed: {counts['regressions']} slower, "
+                     f"{counts['improvements']} faster, {counts['unchanged']} unchanged")
+    if counts["counted"]:
+        parts.append(f"{counts['counted']} instruction counts compared: {counts['count_regressions']} more, "
+                     f"{counts['count_improvements']} fewer, {counts['count_unchanged']} unchanged, "
+                     f"{counts['count_unstable']} unstable")
+    parts.append(f"{counts['deterministic_changes']} deterministic changes")
+    unmatched = counts["new"] + counts["gone"] + counts["not_compared"]
+    if unmatched:
+        parts.append(f"{unmatched} other cases not compared")
+    return [f"{counts['compared']} cases compared. " + "; ".join(parts) + "."]
+
+
 def markdown(verdict: dict[str, Any]) -> str:
     counts, timing, det = verdict["counts"], verdict["timing"], verdict["deterministic"]
+    cases, instructions = verdict["cases"], verdict["instructions"]
     status = "✅ pass" if verdict["passed"] else "❌ fail"
-    lines = [f"## blitzbench gate: {status}", "",
-             f"{counts['compared']} cases compared: {counts['regressions']} slower, "
-             f"{counts['improvements']} faster, {counts['unchanged']} unchanged; "
-             f"{counts['deterministic_changes']} deterministic changes.", ""]
-    for verdict_name, heading in (("regression", "Regressions"), ("improvement", "Improvements")):
-        rows = timing[timing["verdict"] == verdict_name]
+    lines = [f"## blitzbench gate: {status}", "", *_summary(counts), ""]
+    for kind, (heading, text) in CASE_HEADINGS.items():
+        rows = cases[cases["kind"] == kind]
         if not rows.empty:
-            lines += [f"### {heading}", "", _timing_table(rows), ""]
+            allowed = " Allowed by --allow-missing." if kind == "lost" and verdict["config"]["allow_missing"] else ""
+            lines += [f"### {heading}", "", text + allowed, "", _case_table(rows), ""]
+    rows = timing[timing["verdict"] == "regression"]
+    if not rows.empty:
+        lines += ["### Regressions", "", _timing_table(rows), ""]
+    rows = instructions[instructions["verdict"] == "regression"]
+    if not rows.empty:
+        lines += ["### More instructions", "", "Instructions per call of the timed step (valgrind), beyond each "
+                  "case's count threshold; no significance test: the counts repeat.", "", _count_table(rows), ""]
+        for case_id, top in zip(rows["case_id"], rows["top"]):
+            if top:
+                lines += [f"Functions that grew most in `{case_id}` (per call; – : not among that side's "
+                          "largest):", "", _grown_table(top), ""]
     if not det.empty:
         lines += ["### Deterministic changes", "",
                   "Gated apart from wall time: these do not depend on noise.", "",
@@ -43,18 +128,43 @@ def markdown(verdict: dict[str, Any]) -> str:
                                 "baseline": det["baseline"].map(fmt.number), "current": det["current"].map(fmt.number),
                                 "tolerance": [fmt.short_percent(t) for t in det["tolerance"]]}
                                ).to_markdown(index=False), ""]
+    rows = timing[timing["verdict"] == "improvement"]
+    if not rows.empty:
+        lines += ["### Improvements", "", _timing_table(rows), ""]
+    rows = instructions[instructions["verdict"] == "improvement"]
+    if not rows.empty:
+        lines += ["### Fewer instructions", "", _count_table(rows), ""]
+    rows = instructions[instructions["verdict"] == "unstable"]
+    if not rows.empty:
+        lines += ["### Unstable instruction counts (not gated)", "",
+                  f"The repeats of these cases spread more than {fmt.short_percent(verdict['config']['count_stability'])}"
+                  " on a side: their counts are not judged.", "", _count_table(rows), ""]
+    rows = cases[cases["kind"].isin(list(NOT_COMPARED))]
+    if not rows.empty:
+        lines += ["### Not compared", "", "Cases on one side only, or not measured on the base: listed, not gated.",
+                  "", _case_table(rows, why=True), ""]
     unchanged = timing[timing["verdict"] == "unchanged"]
     if not unchanged.empty:
         lines += [f"<details><summary>{len(unchanged)} unchanged cases (with the smallest slowdown each "
                   "could have detected)</summary>", "", _timing_table(unchanged), "", "</details>", ""]
+    rows = instructions[instructions["verdict"] == "unchanged"]
+    if not rows.empty:
+        lines += [f"<details><summary>{len(rows)} unchanged instruction counts</summary>", "",
+                  _count_table(rows), "", "</details>", ""]
     cfg = verdict["config"]
-    lines += [f"Threshold {fmt.percent(cfg['threshold'], 0)} (per-case overrides: {len(cfg['case_thresholds'])}, "
-              f"noise floors: {cfg['noise_floor_cases']}), α = {cfg['alpha']}, {cfg['test']}."]
-    runs = timing[["runs_base", "runs_cur"]].max()
-    if runs.max() > 1:
-        how = "the fastest run of each case" if cfg.get("aggregate") == "best" else "all their rounds pooled"
-        lines += [f"Up to {int(runs['runs_base'])} baseline and {int(runs['runs_cur'])} current runs per case: "
-                  f"{how}."]
+    if counts["timed"]:
+        lines += [f"Threshold {fmt.percent(cfg['threshold'], 0)} (per-case overrides: "
+                  f"{len(cfg['case_thresholds'])}, noise floors: {cfg['noise_floor_cases']}), α = {cfg['alpha']}, "
+                  f"{cfg['test']}."]
+    if counts["counted"]:
+        lines += [f"Instruction count threshold {fmt.short_percent(cfg['count_threshold'])} (per-case overrides: "
+                  f"{len(cfg['case_count_thresholds'])}), stability {fmt.short_percent(cfg['count_stability'])}."]
+    if not timing.empty:
+        runs = timing[["runs_base", "runs_cur"]].max()
+        if runs.max() > 1:
+            how = "the fastest run of each case" if cfg.get("aggregate") == "best" else "all their rounds pooled"
+            lines += [f"Up to {int(runs['runs_base'])} baseline and {int(runs['runs_cur'])} current runs per case: "
+                      f"{how}."]
     for note in verdict.get("notes", []):
         lines += ["", f"> {note}"]
     return "\n".join(lines) + "\n"
@@ -62,6 +172,10 @@ def markdown(verdict: dict[str, Any]) -> str:
 
 def to_json(verdict: dict[str, Any]) -> dict[str, Any]:
     records = lambda df: [plain_row(r) for r in df.to_dict("records")]  # noqa: E731
+    cases = verdict["cases"]
+    by_kind = {kind: records(cases[cases["kind"] == kind]) for kind in CASE_KINDS}
     return dict(passed=verdict["passed"], counts=verdict["counts"], config=verdict["config"],
-                notes=verdict.get("notes", []), run_shift=verdict.get("run_shift"),
-                timing=records(verdict["timing"]), deterministic=records(verdict["deterministic"]))
+                notes=verdict.get("notes", []), warnings=verdict.get("warnings", []),
+                run_shift=verdict.get("run_shift"), **by_kind,
+                timing=records(verdict["timing"]), deterministic=records(verdict["deterministic"]),
+                instructions=records(verdict["instructions"]))
