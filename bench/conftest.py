@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from . import cases as matrix
-from . import datasets, environment, isolate, pipeline, profile_plugin
+from . import datasets, environment, figures, isolate, pipeline, profile_plugin
 from .faults import CaseFailure, Status, classify
-from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, HISTORY_DB
+from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, FIGURES_FILE, HISTORY_DB
 from .flops import cpu_peak
 from .harness import cuda_available, synced_perf_counter
 from .progress import PLUGIN_NAME, Progress
@@ -182,6 +182,13 @@ def record_environment(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any
     return env
 
 
+def record_figures(run_dir: Path) -> None:
+    """Write the run's figure declarations beside its results (plug-ins' included), so any
+    later reader labels and gates them as this run declared them."""
+    declared = [figures.to_json(f) for f in figures.figures()]
+    (run_dir / FIGURES_FILE).write_text(json.dumps(declared, indent=1), encoding="utf-8")
+
+
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
     env = config.stash.get(_ENV, None)
     if env is not None:
@@ -294,6 +301,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if config.option.bb_isolate:
         isolate.merge_benchmark_json(writer.run_dir)
     _say(config, f"results: {writer.run_dir} ({writer.count} case{'' if writer.count == 1 else 's'})")
+    record_figures(writer.run_dir)
     # Render from the JSON lines so an interrupted run still gets its report.
     from reports import ResultsError
     from reports.run import write_report

@@ -14,7 +14,7 @@ This module imports nothing heavy (no torch), so the reports can read the schema
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Iterable
 
@@ -128,3 +128,29 @@ def deterministic() -> tuple[Figure, ...]:
 
 def names(items: Iterable[Figure]) -> list[str]:
     return [f.name for f in items]
+
+
+def to_json(figure: Figure) -> dict[str, object]:
+    """A declaration as plain JSON, written beside a run's results (``bench.files.FIGURES_FILE``)."""
+    data = asdict(figure)
+    data["kind"] = figure.kind.value
+    data["views"] = sorted(v.value for v in figure.views)
+    return data
+
+
+def from_json(data: dict[str, object]) -> Figure:
+    """The declaration a run folder recorded; unknown keys (from a newer blitzbench) are ignored."""
+    known = {f.name for f in fields(Figure)}
+    values = {k: v for k, v in data.items() if k in known}
+    values["kind"] = Kind(values["kind"])
+    values["views"] = frozenset(View(v) for v in values.get("views", ()))
+    return Figure(**values)
+
+
+def adopt(recorded: Iterable[Figure]) -> list[Figure]:
+    """Declare the figures a run recorded that this process does not know (a plug-in's, say):
+    a declaration already known wins. Returns those adopted."""
+    _load_declarations()
+    new = [f for f in recorded if f.name not in _REGISTRY]
+    declare(*new)
+    return new

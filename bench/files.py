@@ -10,6 +10,7 @@ CASES_FILE = "cases.jsonl"  # one line per finished case, fsynced as it is writt
 BENCHMARK_JSON = "benchmark.json"  # pytest-benchmark's JSON, written at the end of the session
 RUN_FILES = (CASES_FILE, BENCHMARK_JSON)  # either makes a folder a run folder
 ENVIRONMENT_FILE = "environment.json"
+FIGURES_FILE = "figures.json"  # the declarations of the run's figures: results describe themselves
 ISOLATED_DIR = "isolated"  # --isolate: each child's pytest-benchmark JSON
 TRACES_DIR = "traces"  # --profile: traces/<case folder>/<host>_<pid>.<n>.pt.trace.json.gz
 TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")  # what torch.profiler's trace handler writes

@@ -22,7 +22,7 @@ from bench.files import BENCHMARK_JSON, CASES_FILE, ENVIRONMENT_FILE, RUN_FILES
 from bench.timing import REQUIRED_STATS, STAT_COLUMNS
 
 from .environment import EnvironmentMismatchWarning, describe_differences, differing_fields, read_environment
-from .schema import names
+from .schema import adopt_recorded, names
 from .stats import derive
 
 __all__ = ["ResultsError", "ResultsWarning", "load", "read_jsonl", "columns"]
@@ -64,6 +64,7 @@ def load(*paths: str | Path) -> pd.DataFrame:
 
 
 def _load_one(path: Path, skipped: list[str]) -> pd.DataFrame:
+    adopt_recorded(path if path.is_dir() else path.parent)  # a plug-in's figures, as the run declared them
     if path.is_dir():
         # The JSON lines hold every finished case, also of an interrupted run.
         for name in (CASES_FILE, BENCHMARK_JSON):

@@ -4,12 +4,16 @@ makes sure they are declared). Every list of figures in the reports comes from h
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from bench import figures as declarations
 from bench.figures import Figure, Kind, View
+from bench.files import FIGURES_FILE
 
 from . import stats  # noqa: F401  (declares the derived figures)
 
-__all__ = ["Figure", "Kind", "View", "figures", "get", "deterministic", "names"]
+__all__ = ["Figure", "Kind", "View", "figures", "get", "deterministic", "names", "adopt_recorded"]
 
 
 def figures(view: View | None = None, source: str | None = None) -> tuple[Figure, ...]:
@@ -26,3 +30,16 @@ def deterministic() -> tuple[Figure, ...]:
 
 def names(view: View | None = None, source: str | None = None) -> list[str]:
     return [f.name for f in figures(view, source)]
+
+
+def adopt_recorded(run_dir: Path) -> list[Figure]:
+    """Declare the figures a run folder recorded in its figures.json that nobody here declared
+    (a plug-in's pass, loaded in the run but not in this process), so they are labelled,
+    formatted and gated as the run declared them. An unreadable file adopts nothing: the
+    columns still load, undeclared."""
+    path = Path(run_dir) / FIGURES_FILE
+    try:
+        recorded = [declarations.from_json(item) for item in json.loads(path.read_text(encoding="utf-8"))]
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+    return declarations.adopt(recorded)
