@@ -51,7 +51,7 @@ def test_smoke_run_writes_a_self_contained_report(smoke_run):
     assert f"html: {smoke_run.run_dir / 'report.html'}" in smoke_run.proc.stdout
     for case in matrix.select("smoke"):
         assert plots.short_case(case.id) in text  # every case in the summary table
-    for phase in matrix.PHASES:
+    for phase in matrix.STEP_PHASES:  # the smoke preset's phases
         assert f'id="phase-{phase}"' in text
     found = links(text)
     # Images embedded, nothing fetched: the file opens the same without network or folder.
@@ -204,7 +204,7 @@ def test_default_preset_report_opens_with_the_answers_and_folds_the_rest(tmp_pat
     assert "gradients, optimizer state, activations" in memory and memory.count("<img") >= 4
     assert memory.index("train_step: where memory goes") < memory.index("<details>")
     # Warm compile times marked beside the compile time.
-    assert 'class="badge warm">warm<' in phase and ">cache<" in phase
+    assert 'class="badge warm">warm<' in phase and ">compile cache<" in phase
     # Markdown: the summary, the ranking and the speedups first, then every case under its heading.
     headings = [line for line in md.splitlines() if line.startswith("## ")]
     assert headings[:3] == ["## Summary", "## Fastest per phase", "## What a change bought"]

@@ -52,8 +52,8 @@ def test_reports_import_and_list_every_figure_without_torch():
 
 def test_report_and_gate_run_without_torch(tmp_path):
     env = {"torch_version": "2.x", "python_version": "3.11.0", "hostname": "h"}
-    runs = [write_run(tmp_path / name, [entry(c, rounds(1e-3, seed=i)) for i, c in enumerate(CASES)],
-                      environment=env) for name in ("base", "head")]
+    runs = [write_run(tmp_path / name, [entry(c, rounds(1e-3, seed=10 * side + i)) for i, c in enumerate(CASES)],
+                      environment=env) for side, name in enumerate(("base", "head"))]
     out = reports_cli(str(runs[0])).stdout
     assert (runs[0] / "report.md").is_file() and str(runs[0] / "report.md") in out
     reports_cli("gate", str(runs[0]), str(runs[1]))
