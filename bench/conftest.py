@@ -302,6 +302,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         isolate.merge_benchmark_json(writer.run_dir)
     _say(config, f"results: {writer.run_dir} ({writer.count} case{'' if writer.count == 1 else 's'})")
     record_figures(writer.run_dir)
+    for case_id, losses in writer.epoch_losses():  # as the seed prints them, after each epoch
+        _say(config, f"{case_id}: " + " · ".join(f"Training loss: {loss}" for loss in losses))
     # Render from the JSON lines so an interrupted run still gets its report.
     from reports import ResultsError
     from reports.run import write_report

@@ -56,3 +56,16 @@ class RunWriter:
             fh.flush()
             os.fsync(fh.fileno())
         self.tally(row)
+
+    def epoch_losses(self) -> list[tuple[str, list[float]]]:
+        """The mean training loss of each timed epoch, per epoch case written so far."""
+        found = []
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    extra = json.loads(line).get("extra_info") or {}
+                except (json.JSONDecodeError, AttributeError):
+                    continue  # a line cut short by a kill: the report names it
+                if extra.get("epoch_losses"):
+                    found.append((extra["case_id"], extra["epoch_losses"]))
+        return found

@@ -72,7 +72,14 @@ def test_data_and_epoch_phases_run_the_seed_loop_end_to_end(tmp_path):
     assert len(losses) == 2 and losses[1] < losses[0]  # the untimed first epoch learned too
     assert df["data_source"].str.startswith("synthetic FashionMNIST (640 training images").all()
     report = (run.run_dir / "report.md").read_text()
-    assert "## epoch" in report and "data wait" in report
+    section = report[report.index("## The data pipeline"):report.index("## ", report.index("## The data pipeline") + 3)]
+    assert "Data: synthetic FashionMNIST (640 training images" in section
+    assert "fashion_mlp: the seed's loop runs at" in section and "waiting for data" in section
+    assert section.count("Training loss: ") == 2 * 2  # two models, two timed epochs each
+    assert f"epoch[fashion_mlp-adam-cpu-eager-b64]: Training loss: {losses[0]} · Training loss: {losses[1]}" \
+        in run.proc.stdout
+    html = (run.run_dir / "report.html").read_text()
+    assert 'id="pipeline"' in html and "Images/s per loader setting" in html and "data wait against compute" in html
 
 
 def test_a_bad_data_root_stops_the_run_before_measuring(tmp_path):

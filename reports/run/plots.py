@@ -509,3 +509,64 @@ def _heatmap_figure(table: pd.DataFrame, row_labels: list[str]) -> Figure:
     ticks = list(range(-step * int(limit // step), int(limit) + 1, step))
     bar.set_ticks(ticks, labels=[f"{fmt.number(2.0 ** t)}×" for t in ticks])
     return fig
+
+
+# --- the seed's data pipeline ----------------------------------------------------------------
+
+
+def _pipeline_label(row: pd.Series) -> str:
+    return f"{row['phase']} {row['model']} · {row['setting']}"
+
+
+def pipeline_throughput(rows: pd.DataFrame) -> list[Chart]:
+    """Images/s of every data and epoch case, one bar per loader setting, fastest on top."""
+    if rows.empty:
+        return []
+    rows = rows.sort_values("samples_per_s", ascending=False, kind="stable")
+    fig = _figure(len(rows), per_row=0.26, extra=1.0)
+    ax = fig.add_subplot()
+    style_axes(ax)
+    y = np.arange(len(rows))
+    colors = [PALETTE[0] if phase == "epoch" else PALETTE[1] for phase in rows["phase"]]
+    values = rows["samples_per_s"].to_numpy(dtype=float)
+    ax.barh(y, values, height=0.7, color=colors)
+    for yy, value in zip(y, values):
+        ax.annotate(fmt.number(value), (value, yy), xytext=(3, 0), textcoords="offset points", va="center",
+                    fontsize=7)
+    ax.set_yticks(y, [_pipeline_label(r) for _, r in rows.iterrows()], fontsize=7.5)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.margins(x=0.12)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt.number(v)))
+    ax.set_xlabel("images/s (epoch: the seed's whole loop; data: the DataLoader alone)", fontsize=8)
+    title = "Images/s per loader setting"
+    ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
+    return [Chart(title, render_png(fig), "Bar chart of images per second of each data and epoch case",
+                  list(rows["case_id"]))]
+
+
+def pipeline_split(rows: pd.DataFrame) -> list[Chart]:
+    """Per epoch case, the median step stacked: waiting for the batch, then computing on it."""
+    rows = rows[rows["phase"] == "epoch"].dropna(subset=["data_wait_s", "compute_s"])
+    if rows.empty:
+        return []
+    unit, scale = fmt.time_unit(rows["data_wait_s"] + rows["compute_s"])
+    fig = _figure(len(rows), per_row=0.26, extra=1.1)
+    ax = fig.add_subplot()
+    style_axes(ax)
+    y = np.arange(len(rows))
+    wait = rows["data_wait_s"].to_numpy(dtype=float) / scale
+    compute = rows["compute_s"].to_numpy(dtype=float) / scale
+    ax.barh(y, wait, height=0.7, color=PALETTE[3], label="waiting for data")
+    ax.barh(y, compute, left=wait, height=0.7, color=PALETTE[0], label="compute")
+    for yy, total, share in zip(y, wait + compute, rows["data_wait_share"]):
+        ax.annotate(f"{fmt.percent(share)} waiting", (total, yy), xytext=(3, 0), textcoords="offset points",
+                    va="center", fontsize=7)
+    ax.set_yticks(y, [_pipeline_label(r) for _, r in rows.iterrows()], fontsize=7.5)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.margins(x=0.18)
+    ax.set_xlabel(f"median step of the seed's loop ({unit})", fontsize=8)
+    title = "Where a step of the loop goes: data wait against compute"
+    ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
+    fig.legend(loc="outside upper right", ncols=2, fontsize=8, frameon=False)
+    return [Chart(title, render_png(fig), "Stacked bars of each epoch case's median step: data wait and compute",
+                  list(rows["case_id"]))]

@@ -37,8 +37,8 @@ def run_sections(df: pd.DataFrame, profile: pd.DataFrame, run_dir: Path | None =
     environments = df.attrs.get("environments", {})
     phases = [p for p in tables.PHASE_ORDER if (tables.timed(df)["phase"] == p).any()]
     sections = [summary_section(df)]
-    sections += [s for s in (fastest_section(df), speedup_section(df), breakdown_section(df, phases),
-                             counts_section(df)) if s is not None]
+    sections += [s for s in (fastest_section(df), speedup_section(df), pipeline_section(df),
+                             breakdown_section(df, phases), counts_section(df)) if s is not None]
     sections += [phase_section(df, phase, run_dir) for phase in phases]
     sections.append(environment_section(environments, measured))
     sections += [s for s in (memory_section(df, phases),
@@ -110,6 +110,55 @@ def fastest_section(df: pd.DataFrame) -> Section | None:
              "every case is in the phase tables below."),
         Table(view, title="Ranked", numeric=["rank", f"median ({unit})", f"95% CI ({unit})", "vs fastest"],
               badges={"noisy": view["noisy"].tolist()}, group_by="phase", folded=True)])
+
+
+def pipeline_section(df: pd.DataFrame) -> Section | None:
+    """The seed's input pipeline: which data, where each model's loop spends its time, the
+    fastest loader setting measured, images/s and data wait per setting."""
+    rows = tables.pipeline(df)
+    if rows.empty:
+        return None
+    blocks: list[Any] = [Note(f"Data: {source}.") for source in rows["data_source"].dropna().unique()]
+    blocks += [Note(line) for line in pipeline_lines(df, rows)]
+    wait, compute = (fmt.scaled(rows[c], fmt.TIME_UNITS) for c in ("data_wait_s", "compute_s"))
+    view = pd.DataFrame({
+        "case": rows["case_id"], "setting": rows["setting"],
+        "images/s": [fmt.number(v) for v in rows["samples_per_s"]],
+        "data wait": [fmt.percent(v) for v in rows["data_wait_share"]],
+        f"wait/step ({wait[0]})": wait[1], f"compute/step ({compute[0]})": compute[1],
+        # What the seed prints after each epoch (the timed ones).
+        "epoch losses": [" · ".join(f"Training loss: {fmt.number(v)}" for v in losses)
+                         if isinstance(losses, list) else "" for losses in rows.get("epoch_losses", [None] * len(rows))],
+    })
+    blocks += [Charts(plots.pipeline_throughput(rows) + plots.pipeline_split(rows)),
+               Table(view, numeric=["images/s", "data wait", f"wait/step ({wait[0]})",
+                                    f"compute/step ({compute[0]})"], folded=len(view) > FOLD_ROWS)]
+    return Section("pipeline", "The data pipeline", blocks)
+
+
+def pipeline_lines(df: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
+    """One line per model: where the seed's loop spends its time, the fastest loader setting
+    measured, and the same model's train_step alone for scale."""
+    lines = []
+    steps = tables.timed(df)
+    steps = steps[(steps["phase"] == "train_step") & (steps["mode"] == "eager")]
+    for model, cases in rows.groupby("model", sort=False):
+        epochs = cases[cases["phase"] == "epoch"]
+        scope = epochs if not epochs.empty else cases
+        seed = scope.iloc[0]  # matrix order: the seed's own settings come first
+        best = scope.loc[scope["samples_per_s"].idxmax()]
+        what = "the seed's loop" if not epochs.empty else "the DataLoader alone"
+        text = (f"{model}: {what} runs at {fmt.number(seed['samples_per_s'])} images/s with {seed['setting']}"
+                + (f", {fmt.percent(seed['data_wait_share'])} of it waiting for data" if not epochs.empty else "")
+                + f"; fastest measured: {best['setting']} at {fmt.number(best['samples_per_s'])} images/s"
+                + (f" ({fmt.speedup(best['samples_per_s'] / seed['samples_per_s'])})" if best.name != seed.name else ""))
+        step = steps[steps["model"] == model]
+        if not epochs.empty and not step.empty:
+            alone = step["samples_per_s"].max()
+            text += (f". Its train_step alone, on a made batch: {fmt.number(alone)} samples/s, "
+                     f"{fmt.speedup(alone / best['samples_per_s'])} the loop's best")
+        lines.append(text + ".")
+    return lines
 
 
 def breakdown_section(df: pd.DataFrame, phases: list[str]) -> Section | None:

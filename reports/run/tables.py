@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.cases import CASE_FIELDS, DEVICES, MODES, PHASES
+from bench.cases import CASE_FIELDS, DATA_PHASES, DEVICES, MODES, PHASES
 from bench.faults import Status
 
 from ..schema import View, figures, get, names
@@ -163,3 +163,23 @@ def matrix_order(df: pd.DataFrame, first: list[str] | None = None) -> pd.DataFra
 def present(df: pd.DataFrame, column: str) -> bool:
     """Whether a column exists and holds at least one value (figures from newer runs)."""
     return column in df.columns and df[column].notna().any()
+
+
+def pipeline(df: pd.DataFrame) -> pd.DataFrame:
+    """The measured data-phase cases (the DataLoader alone, the seed's epoch) in matrix order,
+    with ``setting``: their loader settings in words."""
+    rows = timed(df)
+    rows = matrix_order(rows[rows["phase"].isin(DATA_PHASES)])
+    return rows.assign(setting=[loader_setting(r) for _, r in rows.iterrows()])
+
+
+def loader_setting(row: pd.Series) -> str:
+    """``2 workers, pin_memory, v2`` — the DataLoader's settings of a case; the seed's: ``0 workers, v1``."""
+    workers = int(row.get("num_workers") or 0)
+    parts = [f"{workers} worker{'' if workers == 1 else 's'}"]
+    parts += ["pin_memory"] if row.get("pin_memory") in (True, "True", 1, "1") else []
+    parts += ["persistent"] if row.get("persistent_workers") in (True, "True", 1, "1") else []
+    prefetch = row.get("prefetch_factor")
+    parts += [f"prefetch {int(prefetch)}"] if prefetch is not None and not pd.isna(prefetch) else []
+    parts.append(str(row.get("transforms") or "v1"))
+    return ", ".join(parts)
