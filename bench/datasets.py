@@ -155,33 +155,42 @@ def synthetic_root(spec: SyntheticSpec, cache: Path | None = None) -> Path:
     return root
 
 
-def transform(version: str, size: int = SIDE):
-    """The seed's transform (v1: ToTensor + Normalize(0.5, 0.5)) or its transforms.v2 twin;
-    images padded to ``size`` (LeNet's 32x32: the blitz's input) when it is larger than 28."""
+PAD_AT_MOST = 4  # up to this many pixels bigger, pad (LeNet's 32x32: the blitz's input); beyond, resize
+
+
+def transform(version: str, size: int = SIDE, channels: int = 1):
+    """The seed's transform (v1: ToTensor + Normalize(0.5, 0.5)) or its transforms.v2 twin, fitted
+    to a model's input: padded to ``size`` when a few pixels bigger than 28 (LeNet's 32x32, as
+    the blitz feeds it), resized otherwise (a vision model's 64 or 224 px), and the grey channel
+    repeated for a model that takes ``channels`` = 3."""
     if version == "v1":
         from torchvision import transforms as T
 
-        steps = [T.ToTensor(), T.Normalize((0.5,), (0.5,))]
-        pad = T.Pad
+        steps = [T.ToTensor(), T.Normalize((0.5,) * channels, (0.5,) * channels)]
     elif version == "v2":
         import torch
         from torchvision.transforms import v2 as T
 
-        steps = [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize((0.5,), (0.5,))]
-        pad = T.Pad
+        steps = [T.ToImage(), T.ToDtype(torch.float32, scale=True),
+                 T.Normalize((0.5,) * channels, (0.5,) * channels)]
     else:
         raise DataError(f"unknown transforms {version!r}; valid choices: v1, v2")
-    if size > SIDE:
+    fit = []
+    if SIDE < size <= SIDE + PAD_AT_MOST:
         extra = size - SIDE
-        steps.insert(0, pad((extra // 2, extra // 2, extra - extra // 2, extra - extra // 2)))
-    return T.Compose(steps)
+        fit.append(T.Pad((extra // 2, extra // 2, extra - extra // 2, extra - extra // 2)))
+    elif size != SIDE:
+        fit.append(T.Resize((size, size), antialias=True))
+    if channels != 1:
+        fit.append(T.Grayscale(num_output_channels=channels))
+    return T.Compose([*fit, *steps])  # on the PIL image, before it becomes a tensor
 
 
 def load(root: Path | str, dataset: str = "FashionMNIST", train: bool = True, transforms: str = "v1",
-         size: int = SIDE):
+         size: int = SIDE, channels: int = 1):
     """The dataset through torchvision's own class, exactly as the seed opens it."""
     from torchvision import datasets
 
     cls = getattr(datasets, dataset)
     # download=True as in the seed: torchvision returns before downloading since the files exist.
-    return cls(str(root), download=True, train=train, transform=transform(transforms, size))
+    return cls(str(root), download=True, train=train, transform=transform(transforms, size, channels))

@@ -204,11 +204,14 @@ def current() -> DataConfig:
     return _CONFIG[0]
 
 
-def training_set(image_side: int, transforms: str):
-    """The run's training set through torchvision's class, images padded to ``image_side``."""
+def training_set(input_shape: tuple[int, ...], transforms: str):
+    """The run's training set through torchvision's class, its images fitted to a model's
+    ``input_shape`` (channels, height, width)."""
     config = current()
     root, source = config.resolve()
-    return datasets.load(root, config.dataset, train=True, transforms=transforms, size=image_side), source
+    channels, side = (input_shape[0], input_shape[-1]) if len(input_shape) == 3 else (1, datasets.SIDE)
+    return datasets.load(root, config.dataset, train=True, transforms=transforms, size=side,
+                         channels=channels), source
 
 
 def _pipeline_figures(step: Step, timing: Timing) -> dict[str, Any]:

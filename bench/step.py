@@ -176,7 +176,7 @@ def train_step(w: Workload) -> tuple[Callable[..., Any], None]:
 def _loop(w: Workload, step_fn: Callable[[torch.Tensor, torch.Tensor], float] | None) -> Built:
     """A call that is one pass over the run's DataLoader (the data and epoch phases)."""
     spec = models.get_spec(w.case.model)
-    dataset, source = pipeline.training_set(spec.input_shape[-1], w.case.transforms)
+    dataset, source = pipeline.training_set(spec.input_shape, w.case.transforms)
     c = w.case
     loader = pipeline.make_loader(dataset, pipeline.LoaderSettings(
         batch_size=c.batch_size, num_workers=c.num_workers, pin_memory=c.pin_memory,

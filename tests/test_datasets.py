@@ -27,6 +27,11 @@ def test_synthetic_data_loads_through_torchvision_and_is_seeded(root, tmp_path):
     image, label = train[0]
     assert image.shape == (1, 28, 28) and image.min() >= -1 and image.max() <= 1 and 0 <= label < 10
     assert D.load(root, size=32)[0][0].shape == (1, 32, 32)  # LeNet's blitz input, padded
+    rgb = D.load(root, size=64, channels=3, transforms="v2")[0][0]  # a vision model's input, resized
+    assert rgb.shape == (3, 64, 64) and torch.equal(rgb[0], rgb[2])
+    mnist = D.load(D.synthetic_root(D.SyntheticSpec(dataset="MNIST", train_size=64, test_size=8), cache=tmp_path),
+                   "MNIST")
+    assert type(mnist).__name__ == "MNIST" and len(mnist) == 64
     v1, v2 = D.load(root, transforms="v1")[5][0], D.load(root, transforms="v2")[5][0]
     assert torch.allclose(v1, v2, atol=1e-6)  # the two pipelines compute the same tensor
     again = D.synthetic_root(D.SyntheticSpec(train_size=1280, test_size=128), cache=tmp_path)

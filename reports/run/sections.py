@@ -123,6 +123,7 @@ def pipeline_section(df: pd.DataFrame) -> Section | None:
     wait, compute = (fmt.scaled(rows[c], fmt.TIME_UNITS) for c in ("data_wait_s", "compute_s"))
     view = pd.DataFrame({
         "case": rows["case_id"], "setting": rows["setting"],
+        "images × batches": [f"{fmt.number(i)} × {fmt.number(b)}" for i, b in zip(rows["epoch_images"], rows["epoch_batches"])],
         "images/s": [fmt.number(v) for v in rows["samples_per_s"]],
         "data wait": [fmt.percent(v) for v in rows["data_wait_share"]],
         f"wait/step ({wait[0]})": wait[1], f"compute/step ({compute[0]})": compute[1],
