@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from . import cases as matrix
-from . import environment, isolate, profile_plugin
+from . import count_plugin, environment, isolate, profile_plugin
 from .faults import CaseFailure, Status, classify
 from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, HISTORY_DB
 from .flops import cpu_peak
@@ -53,6 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     # Internal: a child of --isolate writes into its parent's run folder and renders nothing.
     group.addoption("--bb-child", dest="bb_child", action="store_true", help="(internal)")
     profile_plugin.addoption(group)
+    count_plugin.addoption(group)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -79,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # Emitted at session end, outside pytest's warning capture; benchmark.json is merged then.
         warnings.filterwarnings("ignore", message="Not saving anything")
     profile_plugin.configure(config)
+    count_plugin.configure(config)
     if config.option.collectonly or getattr(config.option, "benchmark_disable", False):
         return
     if not config.option.bb_child:  # the parent of an --isolate run reports for its children
@@ -95,6 +97,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_json = run_dir / BENCHMARK_JSON
     if not config.option.bb_child:
         config.stash[_ENV] = record_environment(run_dir)
+        count_plugin.start(config, run_dir, config.stash[_ENV])
 
 
 def record_environment(run_dir: Path) -> dict[str, Any]:
@@ -146,6 +149,8 @@ def runner(request: pytest.FixtureRequest) -> Runner:
     """The runner of this run: in this process, or each case in a child (--isolate)."""
     config = request.config
     opt = config.option
+    if count_plugin.counting(config):
+        return count_plugin.runner(config, request.node, config.stash[_WRITER])
     if opt.bb_isolate:
         return IsolatedRunner(config, request.node, config.stash[_WRITER])
     return InProcessRunner(max_time=float(opt.benchmark_max_time), min_rounds=int(opt.benchmark_min_rounds),
