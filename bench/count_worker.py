@@ -11,6 +11,7 @@ finishes. Imports stay few (no pandas, reports, pytest): everything here runs in
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import importlib
 import json
@@ -104,6 +105,8 @@ def main(argv: list[str]) -> int:
     for module in spec.get("imports", []):  # plug-ins that registered (or replaced) a model
         importlib.import_module(module)
     dumps = Dumps(Path(spec["dump_dir"]))
+    if spec.get("starter"):  # started with --instr-atstart=no: the cases run instrumented
+        ctypes.CDLL(spec["starter"]).blitzbench_start_instrumentation()
 
     def emit(line: dict[str, Any]) -> None:
         with out.open("a", encoding="utf-8") as fh:
