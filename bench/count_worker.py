@@ -69,7 +69,7 @@ def count_repeat(step: Step, calls: int, dumps: Dumps) -> Path:
     return dumps.new()
 
 
-def count_case(case: Case, spec: dict[str, Any], dumps: Dumps) -> dict[str, Any]:
+def count_case(case: Case, spec: dict[str, Any], dumps: Dumps, starter: ctypes.CDLL | None) -> dict[str, Any]:
     torch.manual_seed(RNG_SEED)
     random.seed(RNG_SEED)
     step = build_step(case, rng_seed=RNG_SEED)
@@ -79,6 +79,8 @@ def count_case(case: Case, spec: dict[str, Any], dumps: Dumps) -> dict[str, Any]
         raise NonFiniteLoss(f"{case.id}: the loss is not finite")
     gc.collect()
     gc.disable()  # a collection inside a counted call would add its instructions to one repeat
+    if starter is not None:
+        starter.blitzbench_start_instrumentation()
     try:
         probe = count_repeat(step, 1, dumps)
         calls = calls_per_repeat(dump_total(probe), spec["min_instructions"])
@@ -86,6 +88,8 @@ def count_case(case: Case, spec: dict[str, Any], dumps: Dumps) -> dict[str, Any]
         files = [count_repeat(step, calls, dumps) for _ in range(spec["discarded"] + spec["repeats"])]
     finally:
         gc.enable()
+        if starter is not None:
+            starter.blitzbench_stop_instrumentation()
     for f in files[: spec["discarded"]]:
         f.unlink()
     files = files[spec["discarded"]:]
@@ -105,8 +109,8 @@ def main(argv: list[str]) -> int:
     for module in spec.get("imports", []):  # plug-ins that registered (or replaced) a model
         importlib.import_module(module)
     dumps = Dumps(Path(spec["dump_dir"]))
-    if spec.get("starter"):  # started with --instr-atstart=no: the cases run instrumented
-        ctypes.CDLL(spec["starter"]).blitzbench_start_instrumentation()
+    # Started with --instr-atstart=no (a starter library): instrument the counted part only.
+    starter = ctypes.CDLL(spec["starter"]) if spec.get("starter") else None
 
     def emit(line: dict[str, Any]) -> None:
         with out.open("a", encoding="utf-8") as fh:
@@ -118,7 +122,7 @@ def main(argv: list[str]) -> int:
         case = Case.from_dict(data)
         start = time.time()
         try:
-            line = dict(count_case(case, spec, dumps), status="ok")
+            line = dict(count_case(case, spec, dumps, starter), status="ok")
         except Exception as exc:  # one case's failure is its row; the others still count
             traceback.print_exc()
             message = str(exc) if isinstance(exc, CaseFailure) else f"{type(exc).__name__}: {exc}"
