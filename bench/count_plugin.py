@@ -256,7 +256,7 @@ class CountState:
                 self.proc.wait()
 
     def top_functions(self, dump: Path, calls: int) -> list[dict[str, Any]]:
-        out = subprocess.run([self.annotate, "--threshold=100", "--auto=no", str(dump)],
+        out = subprocess.run([self.annotate, "--inclusive=no", "--threshold=100", "--auto=no", str(dump)],
                              capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
             raise WorkerError(f"callgrind_annotate {dump} failed: {out.stderr.strip()[-500:]}")
