@@ -192,8 +192,9 @@ class CountState:
         env = dict(os.environ, **WORKER_ENV)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         with (self.folder / "worker.log").open("ab") as log:
-            self.proc = subprocess.Popen(self.command(spec_path, spec["starter"] is None), cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.command(spec_path, spec["starter"] is None), cwd=ROOT, env=env,
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -289,6 +290,14 @@ def build_starter(folder: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return str(library) if proc.returncode == 0 else None
+
+
+def _die_with_parent() -> None:
+    """In the worker before exec: SIGTERM it when pytest dies (killed, not only interrupted)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def model_modules(cases: list[Case]) -> list[str]:
