@@ -82,9 +82,13 @@ def count_case(case: Case, spec: dict[str, Any], dumps: Dumps, starter: ctypes.C
     if starter is not None:
         starter.blitzbench_start_instrumentation()
     try:
-        probe = count_repeat(step, 1, dumps)
-        calls = calls_per_repeat(dump_total(probe), spec["min_instructions"])
-        probe.unlink()
+        # K from a single call; the first instrumented call can count twice as much (backward
+        # counted 10 M, then 4.8 M per call), so the second probe sizes the repeats.
+        for _ in range(2):
+            probe = count_repeat(step, 1, dumps)
+            per_call = dump_total(probe)
+            probe.unlink()
+        calls = calls_per_repeat(per_call, spec["min_instructions"])
         files = [count_repeat(step, calls, dumps) for _ in range(spec["discarded"] + spec["repeats"])]
     finally:
         gc.enable()
