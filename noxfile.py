@@ -131,6 +131,18 @@ def profile(session: nox.Session) -> None:
 
 
 @nox.session
+def count(session: nox.Session) -> None:
+    """Count CPU instructions per call of the selected cases under valgrind's callgrind (options as
+    for bench): one valgrind process for the run; needs the Debian package valgrind."""
+    if shutil.which("valgrind") is None:  # before installing anything; exit 2 as bench does
+        session.log("nox -s count needs valgrind, not found on PATH; install the Debian package "
+                    "'valgrind' (apt-get install valgrind)")
+        raise SystemExit(2)
+    python = install(session)
+    run_measuring(session, python, "-m", "pytest", "bench", "--metric", "instructions", *session.posargs)
+
+
+@nox.session
 def tensorboard(session: nox.Session) -> None:
     """Serve results/ (or the folder given) with TensorBoard's profiler plugin on 127.0.0.1."""
     python = install(session, "[profile]")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from . import cases as matrix
-from . import datasets, environment, figures, isolate, pipeline, profile_plugin
+from . import count_plugin, datasets, environment, figures, isolate, pipeline, profile_plugin
 from .faults import CaseFailure, Status, classify
 from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, FIGURES_FILE, HISTORY_DB
 from .flops import cpu_peak
@@ -73,6 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--epochs", dest="bb_epochs", type=int, default=None, metavar="N",
                     help="timed epochs per data/epoch case, after one untimed (default 3)")
     profile_plugin.addoption(group)
+    count_plugin.addoption(group)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -104,6 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Emitted at session end, outside pytest's warning capture: with --isolate benchmark.json is
     # merged then, and a run that measured nothing says so in the blitzbench section.
     warnings.filterwarnings("ignore", message="Not saving anything")
+    count_plugin.configure(config)  # --metric instructions: valgrind present, else exit 2
     if config.option.collectonly:
         return
     if dry_run(config):
@@ -129,6 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_json = run_dir / BENCHMARK_JSON
     if not config.option.bb_child:
         config.stash[_ENV] = record_environment(run_dir, run_settings(config))
+        count_plugin.start(config, run_dir, config.stash[_ENV])
 
 
 def _configure_data(config: pytest.Config) -> None:
@@ -234,6 +237,8 @@ def runner(request: pytest.FixtureRequest) -> Runner:
     """The runner of this run: in this process, or each case in a child (--isolate)."""
     config = request.config
     opt = config.option
+    if count_plugin.counting(config) and not dry_run(config):
+        return count_plugin.runner(config, request.node, config.stash[_WRITER])
     if opt.bb_isolate and not dry_run(config):
         return IsolatedRunner(config, request.node, config.stash[_WRITER])
     return InProcessRunner(max_time=float(opt.benchmark_max_time), min_rounds=int(opt.benchmark_min_rounds),
