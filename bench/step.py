@@ -23,7 +23,7 @@ from torch import nn
 
 import models
 
-from . import pipeline
+from . import correctness, pipeline  # noqa: F401  (correctness: its pass checks what steps compute)
 from .cases import Case
 from .faults import UnsupportedCase
 from .optimizers import make_optimizer, supported_devices
