@@ -95,6 +95,9 @@ AXES = ("models", "optimizers", "phases", "devices", "modes", "dtypes", "batch_s
         "image_sizes", "amp", "memory_formats")
 # The DataLoader axes: they vary only the data phases (other phases keep the seed's values).
 PIPELINE_AXES = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms")
+# The model's input and arithmetic: they vary the step phases only (the data and epoch
+# phases feed the seed's images, at the model's own size, as the seed does).
+STEP_AXES = ("image_sizes", "amp", "memory_formats")
 _SWITCHES = {"off": False, "on": True, "false": False, "true": True, "0": False, "1": True}
 
 
@@ -237,6 +240,8 @@ def expand(block: Mapping[str, Sequence]) -> Iterable[Case]:
     ):
         if phase == "data" and mode != "eager":
             continue  # the loader alone has nothing to compile
+        if phase in DATA_PHASES:  # STEP_AXES vary the step phases only (select drops the repeats)
+            size, amp, fmt = None, "off", "contiguous"
         opts = (None,) if phase in OPTIMIZER_FREE_PHASES else block["optimizers"]
         for opt, settings in itertools.product(opts, list(loader_settings(block, phase))):
             yield Case(phase=phase, model=model, optimizer=opt, device=device, mode=mode,

@@ -76,6 +76,7 @@ def test_new_axes_stay_out_of_default_ids_and_are_pinned_for_children():
                              amp=("off", "bfloat16"), memory_formats=("channels_last",))
     assert {(c.image_size, c.amp, c.memory_format) for c in selected} == {
         (32, "off", "channels_last"), (32, "bfloat16", "channels_last")}
+    assert {c.amp for c in matrix.select("pipeline", amp=("bfloat16",)) if c.phase in matrix.DATA_PHASES} == {"off"}
     with pytest.raises(matrix.SelectionError, match="'float8' for --amp; valid choices: off, bfloat16, float16"):
         matrix.parse_axis("amp", "float8")
     from bench.isolate import child_args
@@ -181,3 +182,32 @@ def test_a_compiled_path_that_computes_something_else_ends_wrong_result(tmp_path
     assert row["status"] == Status.WRONG_RESULT.value, row
     assert "wrong result: relative error" in row["error"] and "float32 tolerance 0.0001" in row["error"]
     assert Status.WRONG_RESULT.failed
+
+
+def test_installed_plugins_register_through_the_entry_point_group(monkeypatch, tmp_path):
+    import importlib.metadata
+
+    (tmp_path / "ep_models.py").write_text(textwrap.dedent('''
+        from torch import nn
+        from models import register_model
+
+        @register_model(input_shape=(4,), num_classes=2, loss="cross_entropy")
+        def ep_tiny() -> nn.Module:
+            return nn.Linear(4, 2)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = importlib.metadata.EntryPoint(name="ep", value="ep_models", group=models._registry.ENTRY_POINT_GROUP)
+    seen, real = [], importlib.metadata.entry_points
+
+    def entry_points(**params):
+        if params.get("group") != "blitzbench.models":
+            return real(**params)
+        seen.append(params["group"])
+        return [ep]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    try:
+        assert models._registry.load_entry_points() == ["ep"]
+        assert seen == ["blitzbench.models"] and "ep_tiny" in models.list_models()
+    finally:
+        models.unregister_model("ep_tiny")
