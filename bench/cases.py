@@ -20,8 +20,10 @@ OPTIMIZER_FREE_PHASES = frozenset({"forward", "backward", "data"})
 DEVICES = ("cpu", "cuda")
 MODES = ("eager", "compile")
 DTYPES = ("float32", "bfloat16")
+AMPS = ("off", "bfloat16", "float16")  # autocast around forward + loss (float16: CUDA only)
+MEMORY_FORMATS = ("contiguous", "channels_last")  # of the model and its (4-D) inputs
 TRANSFORMS = ("v1", "v2")  # the seed's ToTensor + Normalize; transforms.v2's ToImage + ToDtype + Normalize
-PRESETS = ("smoke", "default", "full", "pipeline")
+PRESETS = ("smoke", "default", "full", "pipeline", "vision")
 DEFAULT_BATCH_SIZE = 64  # the seed's DataLoader batch size
 
 
@@ -42,6 +44,9 @@ class Case:
     persistent_workers: bool = False
     prefetch_factor: int | None = None  # None: torch's default (2 batches per worker)
     transforms: str = "v1"
+    image_size: int | None = None  # square inputs of this many pixels; None: the model's default
+    amp: str = "off"  # autocast dtype around forward and loss, or off
+    memory_format: str = "contiguous"
 
     @property
     def params_id(self) -> str:
@@ -59,6 +64,9 @@ class Case:
         parts += ["persist"] if self.persistent_workers else []
         parts += [f"pf{self.prefetch_factor}"] if self.prefetch_factor is not None else []
         parts += [self.transforms] if self.transforms != "v1" else []
+        parts += [f"s{self.image_size}"] if self.image_size is not None else []
+        parts += [f"amp_{self.amp}"] if self.amp != "off" else []
+        parts += [self.memory_format] if self.memory_format != "contiguous" else []
         return "-".join(parts)
 
     @property
@@ -83,9 +91,13 @@ CASE_DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Case) if f
 ROW_FIELDS: tuple[str, ...] = ("case_id", *CASE_FIELDS, "status", "error", "invalid_reason")
 
 AXES = ("models", "optimizers", "phases", "devices", "modes", "dtypes", "batch_sizes",
-        "num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms")
+        "num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms",
+        "image_sizes", "amp", "memory_formats")
 # The DataLoader axes: they vary only the data phases (other phases keep the seed's values).
 PIPELINE_AXES = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms")
+# The model's input and arithmetic: they vary the step phases only (the data and epoch
+# phases feed the seed's images, at the model's own size, as the seed does).
+STEP_AXES = ("image_sizes", "amp", "memory_formats")
 _SWITCHES = {"off": False, "on": True, "false": False, "true": True, "0": False, "1": True}
 
 
@@ -104,6 +116,8 @@ def valid_choices(axis: str) -> tuple[str, ...]:
         "modes": MODES,
         "dtypes": DTYPES,
         "transforms": TRANSFORMS,
+        "amp": AMPS,
+        "memory_formats": MEMORY_FORMATS,
         "pin_memory": ("off", "on"),
         "persistent_workers": ("off", "on"),
     }[axis]
@@ -119,9 +133,9 @@ def parse_axis(axis: str, text: str) -> tuple:
     if not values:
         raise SelectionError(f"--{axis.replace('_', '-')} is empty")
     flag = "--" + axis.replace("_", "-")
-    if axis in ("batch_sizes", "num_workers", "prefetch_factor"):
+    if axis in ("batch_sizes", "num_workers", "prefetch_factor", "image_sizes"):
         smallest, example = {"batch_sizes": (1, "32,64"), "num_workers": (0, "0,2"),
-                             "prefetch_factor": (1, "2,4")}[axis]
+                             "prefetch_factor": (1, "2,4"), "image_sizes": (1, "32,64,224")}[axis]
         bad = [v for v in values if not v.isdigit() or int(v) < smallest]
         if bad:
             raise SelectionError(f"invalid value {bad[0]!r} for {flag}; expected integers of at least "
@@ -135,8 +149,12 @@ def parse_axis(axis: str, text: str) -> tuple:
     choices = valid_choices(axis)
     for v in values:
         if v not in choices:
+            import difflib
+
+            close = difflib.get_close_matches(v, choices, n=3) if axis == "models" else []
+            hint = f"; closest: {', '.join(close)}" if close else ""
             raise SelectionError(
-                f"unknown value {v!r} for --{axis.replace('_', '-')}; valid choices: {', '.join(choices)}"
+                f"unknown value {v!r} for --{axis.replace('_', '-')}; valid choices: {', '.join(choices)}{hint}"
             )
     return tuple(dict.fromkeys(values))
 
@@ -156,7 +174,8 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
     from .optimizers import list_optimizers
 
     base = dict(dtypes=("float32",), batch_sizes=(DEFAULT_BATCH_SIZE,), num_workers=(0,), pin_memory=(False,),
-                persistent_workers=(False,), prefetch_factor=(None,), transforms=("v1",))
+                persistent_workers=(False,), prefetch_factor=(None,), transforms=("v1",), image_sizes=(None,),
+                amp=("off",), memory_formats=("contiguous",))
     if preset == "smoke":
         return [
             dict(base, models=("lenet", "fashion_mlp"), optimizers=("adam",), phases=STEP_PHASES,
@@ -171,6 +190,17 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
             dict(base, models=("fashion_mlp", "lenet"), optimizers=("adam",), phases=("train_step",),
                  devices=("cpu",), modes=("eager",)),
         ]
+    if preset == "vision":
+        # torchvision classifiers: on CPU small fast ones at their small default sizes; on CUDA
+        # (skipped without it) ImageNet's 224 px at TorchBench's training batch sizes.
+        from models import vision
+
+        cpu = dict(base, models=vision.CPU_PRESET_MODELS, optimizers=("adam",),
+                   phases=("forward", "backward", "train_step"), devices=("cpu",), modes=("eager",),
+                   batch_sizes=(vision.CPU_PRESET_BATCH_SIZE,))
+        return [cpu, *(dict(cpu, models=(name,), devices=("cuda",), batch_sizes=(batch,),
+                            image_sizes=(vision.CUDA_IMAGE_SIZE,))
+                       for name, batch in vision.CUDA_BATCH_SIZES.items())]
     if preset == "default":
         return [
             dict(base, models=_seed_models(), optimizers=tuple(list_optimizers()), phases=STEP_PHASES,
@@ -203,16 +233,19 @@ def loader_settings(block: Mapping[str, Sequence], phase: str) -> Iterable[dict[
 
 
 def expand(block: Mapping[str, Sequence]) -> Iterable[Case]:
-    for model, phase, device, mode, dtype, bs in itertools.product(
+    for model, phase, device, mode, dtype, bs, size, amp, fmt in itertools.product(
         block["models"], block["phases"], block["devices"], block["modes"],
-        block["dtypes"], block["batch_sizes"],
+        block["dtypes"], block["batch_sizes"], block.get("image_sizes", (None,)),
+        block.get("amp", ("off",)), block.get("memory_formats", ("contiguous",)),
     ):
         if phase == "data" and mode != "eager":
             continue  # the loader alone has nothing to compile
+        if phase in DATA_PHASES:  # STEP_AXES vary the step phases only (select drops the repeats)
+            size, amp, fmt = None, "off", "contiguous"
         opts = (None,) if phase in OPTIMIZER_FREE_PHASES else block["optimizers"]
         for opt, settings in itertools.product(opts, list(loader_settings(block, phase))):
             yield Case(phase=phase, model=model, optimizer=opt, device=device, mode=mode,
-                       dtype=dtype, batch_size=bs, **settings)
+                       dtype=dtype, batch_size=bs, image_size=size, amp=amp, memory_format=fmt, **settings)
 
 
 def select(preset: str = "default", **overrides: Sequence | None) -> list[Case]:
@@ -231,4 +264,5 @@ def _order(case: Case) -> tuple:
     # Group by phase, then model, so the run and the report read in the same order.
     return (PHASES.index(case.phase), case.model, case.optimizer or "", case.device,
             MODES.index(case.mode), case.dtype, case.batch_size, case.num_workers, case.pin_memory,
-            case.persistent_workers, case.prefetch_factor or 0, case.transforms)
+            case.persistent_workers, case.prefetch_factor or 0, case.transforms, case.image_size or 0,
+            AMPS.index(case.amp) if case.amp in AMPS else len(AMPS), case.memory_format)

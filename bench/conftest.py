@@ -48,6 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         flag = "--" + axis.replace("_", "-")
         group.addoption(flag, dest=f"bb_{axis}", default=None, metavar="LIST",
                         help=f"comma list replacing the preset's {axis.replace('_', ' ')}")
+    group.addoption("--model-module", dest="bb_model_module", action="append", default=[], metavar="MODULE",
+                    help="import MODULE first: it registers models with models.register_model (repeatable)")
     group.addoption("--preset", dest="bb_preset", default="default",
                     help=f"case matrix to start from: {', '.join(matrix.PRESETS)} (default: default)")
     group.addoption("--results-dir", dest="bb_results_dir", default=DEFAULT_RESULTS_DIR,
@@ -83,6 +85,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config.option, "bb_preset"):
         return
     try:
+        for module in config.option.bb_model_module:
+            import models
+
+            models.import_model_module(module)
         overrides = {
             axis: matrix.parse_axis(axis, value)
             for axis in matrix.AXES
@@ -94,6 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
         refuse(str(exc))
     if not selected:
         refuse("the selection contains no case")
+    _check_image_sizes(selected)
     if any(case.phase in matrix.DATA_PHASES for case in selected):
         _configure_data(config)  # a bad --data-root stops the run before anything is measured
     config.stash[_CASES] = selected
@@ -132,6 +139,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.option.bb_child:
         config.stash[_ENV] = record_environment(run_dir, run_settings(config))
         count_plugin.start(config, run_dir, config.stash[_ENV])
+
+
+def _check_image_sizes(selected: list[matrix.Case]) -> None:
+    """An --image-sizes value a selected model cannot take stops the run, with the reason."""
+    import models
+
+    for model, size in dict.fromkeys((c.model, c.image_size) for c in selected if c.image_size is not None):
+        problem = models.get_spec(model).size_problem(size)
+        if problem:
+            refuse(f"invalid --image-sizes value {size}: {problem}")
 
 
 def _configure_data(config: pytest.Config) -> None:

@@ -14,6 +14,7 @@ class Status(str, Enum):
     OOM = "oom"
     COMPILE_ERROR = "compile_error"
     NON_FINITE = "non_finite"
+    WRONG_RESULT = "wrong_result"  # measured, but it computes something else than eager
     UNSUPPORTED = "unsupported"  # excluded by design (an optimizer that does not run on the device)
     ERROR = "error"
 
@@ -47,6 +48,12 @@ class NonFiniteLoss(CaseFailure):
     """The loss (or the forward output) is NaN or infinite: timing it would be meaningless."""
 
     status = Status.NON_FINITE
+
+
+class WrongResult(CaseFailure):
+    """The compiled, autocast or channels_last path differs from eager past the tolerance."""
+
+    status = Status.WRONG_RESULT
 
 
 def classify(exc: BaseException) -> Status:

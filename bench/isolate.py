@@ -32,7 +32,10 @@ def child_args(config: pytest.Config, case: Case, run_dir: Path) -> list[str]:
                   dtypes=case.dtype, batch_sizes=str(case.batch_size),
                   optimizers=case.optimizer or "sgd",  # forward/backward ignore the optimizer axis
                   num_workers=str(case.num_workers), pin_memory="on" if case.pin_memory else "off",
-                  persistent_workers="on" if case.persistent_workers else "off", transforms=case.transforms)
+                  persistent_workers="on" if case.persistent_workers else "off", transforms=case.transforms,
+                  amp=case.amp, memory_formats=case.memory_format)
+    if case.image_size is not None:  # None is the model's default: the parent's selection has it
+        pinned["image_sizes"] = str(case.image_size)
     if case.prefetch_factor is not None:  # None is torch's default: the parent's selection has it
         pinned["prefetch_factor"] = str(case.prefetch_factor)
     for axis, value in pinned.items():

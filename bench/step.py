@@ -23,7 +23,7 @@ from torch import nn
 
 import models
 
-from . import pipeline
+from . import correctness, pipeline  # noqa: F401  (correctness: its pass checks what steps compute)
 from .cases import Case
 from .faults import UnsupportedCase
 from .optimizers import make_optimizer, supported_devices
@@ -73,6 +73,7 @@ class Step:
     items_per_call: int | None = None  # samples per call: the batch size, or an epoch's images
     rounds: int | None = None  # set for loops (an epoch per call): timed calls, fixed
     state: dict = field(default_factory=dict)  # a loop's records, read by its pass
+    workload: "Workload | None" = None  # what the step was built from (the correctness pass reruns it)
 
     @property
     def is_loop(self) -> bool:
@@ -111,6 +112,8 @@ class Workload:
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     prepare: Callable[[torch.Tensor], torch.Tensor] | None = None  # the seed's view(B, -1), or nothing
     rng_seed: int = 0
+    autocast: Callable[[], AbstractContextManager] = nullcontext  # --amp: around forward and loss
+    scaler: Any = None  # float16 autocast while training: a torch.amp.GradScaler
 
 
 PHASE_BUILDERS: dict[str, PhaseBuilder] = {}
@@ -130,10 +133,10 @@ def phase_builder(name: str) -> Callable[[PhaseBuilder], PhaseBuilder]:
 
 @phase_builder("forward")
 def forward(w: Workload) -> tuple[Callable[..., Any], None]:
-    run_model, inputs = w.run_model, w.inputs
+    run_model, inputs, autocast = w.run_model, w.inputs, w.autocast
 
     def fn() -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             return run_model(inputs)
 
     return fn, None
@@ -141,11 +144,11 @@ def forward(w: Workload) -> tuple[Callable[..., Any], None]:
 
 @phase_builder("backward")
 def backward(w: Workload) -> tuple[Callable[..., Any], Setup]:
-    model, loss = w.model, w.loss
+    model, loss, scaler = w.model, w.loss, w.scaler
 
     def setup() -> tuple[tuple, dict]:
         model.zero_grad(set_to_none=True)
-        return (loss(),), {}
+        return (loss() if scaler is None else scaler.scale(loss()),), {}
 
     def fn(graph_loss: torch.Tensor) -> None:
         graph_loss.backward()
@@ -156,13 +159,27 @@ def backward(w: Workload) -> tuple[Callable[..., Any], Setup]:
 @phase_builder("optimizer_step")
 def optimizer_step(w: Workload) -> tuple[Callable[..., Any], None]:
     # Gradients are made once; each timed call applies the step to the same gradients.
-    w.loss().backward()
+    if w.scaler is None:
+        w.loss().backward()
+    else:  # float16: scaled backward, then the true gradients once, outside the timed step
+        w.scaler.scale(w.loss()).backward()
+        w.scaler.unscale_(w.optimizer)
     return w.opt_step, None
 
 
 @phase_builder("train_step")
 def train_step(w: Workload) -> tuple[Callable[..., Any], None]:
-    optimizer, loss, opt_step = w.optimizer, w.loss, w.opt_step
+    optimizer, loss, opt_step, scaler = w.optimizer, w.loss, w.opt_step, w.scaler
+
+    if scaler is not None:
+        def scaled() -> None:
+            # torch.amp's float16 recipe: scale the loss, unscale and skip non-finite steps.
+            optimizer.zero_grad()
+            scaler.scale(loss()).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+        return scaled, None
 
     def fn() -> None:
         # The seed's loop body: zero_grad -> forward -> loss -> backward -> step.
@@ -216,6 +233,29 @@ def check_supported(case: Case) -> None:
         raise UnsupportedCase(
             f"optimizer {case.optimizer!r} does not run on {case.device}; it supports {', '.join(devices)}"
         )
+    spec = models.get_spec(case.model)
+    if case.amp != "off" and case.dtype != "float32":
+        raise UnsupportedCase(f"--amp {case.amp} autocasts float32 weights; this case's dtype is {case.dtype}")
+    if case.amp != "off" and case.phase in ("data", "epoch"):
+        raise UnsupportedCase(f"--amp {case.amp} applies to the step phases, not {case.phase}")
+    reason = None
+    if case.amp == "float16" and case.device != "cuda":
+        reason = f"--amp float16 runs on CUDA only (this case is on {case.device})"
+    elif case.memory_format == "channels_last" and (spec.flatten_input or len(spec.input_shape) != 3):
+        reason = (f"channels_last needs 4-D (N, C, H, W) inputs; model {case.model!r} takes "
+                  f"{'flattened ' if spec.flatten_input else ''}inputs of shape {spec.input_shape}")
+    if reason is not None:
+        import pytest
+
+        pytest.skip(reason)
+
+
+def autocast_for(case: Case) -> Callable[[], AbstractContextManager]:
+    """The context around forward and loss: autocast to the case's --amp dtype, or nothing."""
+    if case.amp == "off":
+        return nullcontext
+    dtype = getattr(torch, case.amp)
+    return lambda: torch.autocast(device_type=case.device, dtype=dtype)
 
 
 def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor") -> Step:
@@ -229,10 +269,15 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
     spec = models.get_spec(case.model)
     dtype = getattr(torch, case.dtype)
     torch.manual_seed(rng_seed)
-    model = spec.build().to(device=case.device, dtype=dtype)
-    inputs, target = spec.make_batch(case.batch_size, case.device, dtype, rng_seed=rng_seed)
+    model = spec.build(image_size=case.image_size).to(device=case.device, dtype=dtype)
+    inputs, target = spec.make_batch(case.batch_size, case.device, dtype, rng_seed=rng_seed,
+                                     image_size=case.image_size)
     inputs = spec.prepare(inputs)  # the seed's view(B, -1), done once outside the timed region
+    if case.memory_format == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
     criterion = spec.make_criterion()
+    autocast = autocast_for(case)
     params = list(model.parameters())
 
     # Dropout is active where gradients are taken (train) and off for inference (eval).
@@ -242,20 +287,24 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
     )
 
     def loss() -> torch.Tensor:
-        return criterion(run_model(inputs), target)
+        with autocast():
+            return criterion(run_model(inputs), target)
 
     optimizer = make_optimizer(case.optimizer, params) if case.optimizer else None
+    scaler = (torch.amp.GradScaler(case.device) if case.amp == "float16" and case.phase != "forward"
+              else None)
     opt_step: Callable[[], Any] = optimizer.step if optimizer else (lambda: None)
     if optimizer is not None and case.mode == "compile":
         opt_step = torch.compile(optimizer.step, backend=compile_backend)
 
-    built = Built(*builder(Workload(case=case, model=model, run_model=run_model, inputs=inputs, target=target,
-                                    loss=loss, optimizer=optimizer, opt_step=opt_step, criterion=criterion,
-                                    prepare=spec.prepare, rng_seed=rng_seed)))
+    workload = Workload(case=case, model=model, run_model=run_model, inputs=inputs, target=target,
+                        loss=loss, optimizer=optimizer, opt_step=opt_step, criterion=criterion,
+                        prepare=spec.prepare, rng_seed=rng_seed, autocast=autocast, scaler=scaler)
+    built = Built(*builder(workload))
 
     def check_value() -> torch.Tensor:
         # Eager and without grad, so checking never triggers a compile or touches gradients.
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             out = model(inputs)
             return out if case.phase == "forward" else criterion(out, target)
 
@@ -263,4 +312,4 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
                 param_count=sum(p.numel() for p in params), batch=(inputs, target),
                 check_value=None if case.phase == "data" else check_value,
                 items_per_call=built.items_per_call or case.batch_size, rounds=built.rounds,
-                state=built.state if built.state is not None else {})
+                state=built.state if built.state is not None else {}, workload=workload)

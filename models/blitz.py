@@ -29,13 +29,13 @@ class Net(nn.Module):
         return self.fc3(x)
 
 
-@register_model(input_shape=(1, 32, 32), loss="mse", num_classes=10, tags=("seed", "cnn"))
+@register_model(input_shape=(1, 32, 32), loss="mse", num_classes=10, tags=("seed", "cnn"), family="seed")
 def lenet() -> nn.Module:
     """Blitz LeNet-5: conv 1->6 5x5, conv 6->16 5x5, fc 400->120->84->10 (61,706 params)."""
     return Net(kernel_size=5, flat_side=5)
 
 
-@register_model(input_shape=(1, 32, 32), loss="mse", num_classes=10, tags=("seed", "cnn"))
+@register_model(input_shape=(1, 32, 32), loss="mse", num_classes=10, tags=("seed", "cnn"), family="seed")
 def lenet3x3() -> nn.Module:
     """Blitz notebook variant: 3x3 convolutions, fc1 576->120 (81,194 params)."""
     return Net(kernel_size=3, flat_side=6)

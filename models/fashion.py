@@ -49,19 +49,19 @@ class FunctionalFashionNetwork(nn.Module):
         return F.log_softmax(self.output(x), dim=1)
 
 
-@register_model(**_FASHION, tags=("seed", "mlp"))
+@register_model(**_FASHION, tags=("seed", "mlp"), family="seed")
 def fashion_mlp() -> nn.Module:
     """FashionNetwork: 784->256->128->10, ReLU, LogSoftmax, NLLLoss (235,146 params)."""
     return FashionNetwork()
 
 
-@register_model(**_FASHION, tags=("seed", "mlp"))
+@register_model(**_FASHION, tags=("seed", "mlp"), family="seed")
 def fashion_mlp_dropout() -> nn.Module:
     """FashionNetwork with Dropout(p=0.25) after each hidden activation."""
     return FashionNetwork(dropout=0.25)
 
 
-@register_model(**_FASHION, tags=("seed", "mlp"))
+@register_model(**_FASHION, tags=("seed", "mlp"), family="seed")
 def fashion_mlp_functional() -> nn.Module:
     """FashionNetwork written with F.relu / F.log_softmax."""
     return FunctionalFashionNetwork()
