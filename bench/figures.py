@@ -84,6 +84,8 @@ DECLARING_MODULES = (
     "bench.flops",
     "bench.profiling",
     "bench.pipeline",
+    "bench.correctness",
+    "bench.counts",
 )
 # (The reports declare the figures they derive when reading, such as the median's CI, in
 # their own modules: bench never imports reports.)
