@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from .faults import Status
 from .files import CASES_FILE
 
 
@@ -30,6 +31,9 @@ def new_run_dir(results_dir: Path | str, now: float | None = None) -> Path:
     raise RuntimeError(f"could not create a run folder under {base}")
 
 
+MEASURED = frozenset(s.value for s in Status if s.measured)
+
+
 class RunWriter:
     """Appends one result row per case to ``cases.jsonl``, durable before the next case runs."""
 
@@ -37,16 +41,17 @@ class RunWriter:
         self.run_dir = run_dir
         self.path = run_dir / name
         self.count = 0
-        self.measured = 0  # rows with timing statistics
+        self.measured = 0  # rows of cases measured (timed, or counted)
         self.unmeasured: list[tuple[str, str]] = []  # (status, message) of the other rows
 
     def tally(self, row: Mapping[str, Any]) -> None:
         """Count a row of this run (written here, or by an --isolate child)."""
         self.count += 1
-        if row.get("stats") is not None:
+        extra = row.get("extra_info") or {}
+        # Timed rows carry statistics; counted rows (instruction counts) only their status.
+        if row.get("stats") is not None or extra.get("status") in MEASURED:
             self.measured += 1
         else:
-            extra = row.get("extra_info") or {}
             self.unmeasured.append((str(extra.get("status", "error")), str(extra.get("error") or "")))
 
     def write(self, row: Mapping[str, Any]) -> None:

@@ -191,7 +191,7 @@ def test_measure_times_the_bare_step_then_runs_every_pass_and_a_registered_one()
     assert info["status"] == "ok" and info["test_first_to_median"] > 0
     assert info["samples_per_s"] == pytest.approx(2 / benchmark.stats.stats.median)
     assert not {"median_ci_low_s", "iqr_rel", "noisy"} & set(info)  # the reports derive those
-    assert [p.name for p in builtin_passes()] == ["context", "compile", "memory", "flops", "pipeline"]
+    assert [p.name for p in builtin_passes()] == ["context", "compile", "memory", "flops", "pipeline", "correctness"]
 
 
 def test_a_pass_returning_an_undeclared_figure_fails_the_case():
