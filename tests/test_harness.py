@@ -6,6 +6,7 @@ import torch
 
 from bench.cases import Case
 from bench.figures import Figure, Kind, undeclare
+from bench import harness
 from bench.harness import first_call, measure, pedantic_rounds, warm_up
 from bench.optimizers import ManualSGD, list_optimizers, make_optimizer
 from bench.passes import builtin_passes, register_pass, unregister_pass
@@ -103,21 +104,37 @@ def test_dropout_model_trains_in_train_mode_and_infers_in_eval_mode():
     assert not build_step(case("forward", "fashion_mlp_dropout", None)).model.training
 
 
-def sleeping_step(setup_s: float, call_s: float) -> Step:
+class VirtualClock:
+    """A clock that moves only when the step's setup or call says so: timing logic tested
+    exactly, whatever the machine is doing."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def sleeping_step(setup_s: float, call_s: float, sleep=time.sleep) -> Step:
     """A step whose untimed setup and timed call take known times."""
 
     def setup():
-        time.sleep(setup_s)
+        sleep(setup_s)
         return (call_s,), {}
 
-    return Step(case=case("backward", optimizer=None), fn=time.sleep, setup=setup, model=torch.nn.Linear(1, 1),
+    return Step(case=case("backward", optimizer=None), fn=sleep, setup=setup, model=torch.nn.Linear(1, 1),
                 optimizer=None, param_count=2)
 
 
-def test_first_call_includes_the_setup_and_warm_up_times_only_the_call():
-    step = sleeping_step(setup_s=0.05, call_s=0.005)
-    assert first_call(step) >= 0.055  # the cold call: setup (a compiled forward) included
-    assert 0.005 <= warm_up(step, calls=2) < 0.05  # the setup is outside the measured part
+def test_first_call_includes_the_setup_and_warm_up_times_only_the_call(monkeypatch):
+    clock = VirtualClock()
+    monkeypatch.setattr(harness.time, "perf_counter", clock)
+    step = sleeping_step(setup_s=0.05, call_s=0.005, sleep=clock.sleep)
+    assert first_call(step) == pytest.approx(0.055)  # the cold call: setup (a compiled forward) included
+    assert warm_up(step, calls=2) == pytest.approx(0.005)  # the setup is outside the measured part
 
 
 def test_run_passes_the_setup_results_to_the_call_and_scopes_only_the_setup():
