@@ -191,24 +191,33 @@ class DataConfig:
 
 
 _CONFIG = [DataConfig()]
+_RESOLVED: dict[DataConfig, tuple[Path, str]] = {}  # checked or synthesized once per run, not per case
 
 
 def configure(config: DataConfig) -> tuple[Path, str]:
     """Set the run's data (checked now, before anything is measured); returns what resolve() does."""
-    resolved = config.resolve()
+    _RESOLVED[config] = config.resolve()
     _CONFIG[0] = config
-    return resolved
+    return _RESOLVED[config]
 
 
 def current() -> DataConfig:
     return _CONFIG[0]
 
 
+def resolved() -> tuple[Path, str]:
+    """The run's dataset folder and the line naming it, resolved once."""
+    config = current()
+    if config not in _RESOLVED:
+        _RESOLVED[config] = config.resolve()
+    return _RESOLVED[config]
+
+
 def training_set(input_shape: tuple[int, ...], transforms: str):
     """The run's training set through torchvision's class, its images fitted to a model's
     ``input_shape`` (channels, height, width)."""
     config = current()
-    root, source = config.resolve()
+    root, source = resolved()
     channels, side = (input_shape[0], input_shape[-1]) if len(input_shape) == 3 else (1, datasets.SIDE)
     return datasets.load(root, config.dataset, train=True, transforms=transforms, size=side,
                          channels=channels), source
