@@ -92,7 +92,15 @@ def unregister_pass(name: str) -> None:
 
 
 def builtin_passes() -> tuple[Pass, ...]:
-    return tuple(_BUILTIN)
+    """bench's own passes in a fixed order, that of the modules declaring their figures
+    (whichever module a process happened to import first)."""
+    order = schema.DECLARING_MODULES
+
+    def rank(pass_: Pass) -> int:
+        module = getattr(pass_, "fn", pass_).__module__
+        return order.index(module) if module in order else len(order)
+
+    return tuple(sorted(_BUILTIN, key=rank))
 
 
 def passes(extra: Iterable[Pass] = ()) -> tuple[Pass, ...]:
