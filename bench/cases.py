@@ -19,10 +19,14 @@ PHASES = (*STEP_PHASES, *DATA_PHASES)
 OPTIMIZER_FREE_PHASES = frozenset({"forward", "backward", "data"})
 DEVICES = ("cpu", "cuda")
 MODES = ("eager", "compile")
+# torch.compile's modes (compile cases only); reduce-overhead adds CUDA graphs.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 DTYPES = ("float32", "bfloat16")
 AMPS = ("off", "bfloat16", "float16")  # autocast around forward + loss (float16: CUDA only)
 MEMORY_FORMATS = ("contiguous", "channels_last")  # of the model and its (4-D) inputs
 TRANSFORMS = ("v1", "v2")  # the seed's ToTensor + Normalize; transforms.v2's ToImage + ToDtype + Normalize
+# How a step is spread over processes: one process, DistributedDataParallel or FullyShardedDataParallel.
+DISTRIBUTED = ("off", "ddp", "fsdp")
 PRESETS = ("smoke", "default", "full", "pipeline", "vision")
 DEFAULT_BATCH_SIZE = 64  # the seed's DataLoader batch size
 
@@ -47,6 +51,15 @@ class Case:
     image_size: int | None = None  # square inputs of this many pixels; None: the model's default
     amp: str = "off"  # autocast dtype around forward and loss, or off
     memory_format: str = "contiguous"
+    compile_mode: str = "default"  # torch.compile's mode (compile cases only)
+    # CUDA-only settings (CPU cases keep the defaults): TensorFloat-32 matmuls and convolutions,
+    # and cuDNN's autotuner.
+    tf32: bool = False
+    cudnn_benchmark: bool = False
+    # train_step on several processes; batch_size is per rank (weak scaling), world_size the
+    # number of ranks over all nodes (1 with distributed off).
+    distributed: str = "off"
+    world_size: int = 1
 
     @property
     def params_id(self) -> str:
@@ -56,6 +69,7 @@ class Case:
         if self.optimizer is not None:
             parts.append(self.optimizer)
         parts += [self.device, self.mode]
+        parts += [self.compile_mode] if self.compile_mode != "default" else []
         if self.dtype != "float32":
             parts.append(self.dtype)
         parts.append(f"b{self.batch_size}")
@@ -67,6 +81,9 @@ class Case:
         parts += [f"s{self.image_size}"] if self.image_size is not None else []
         parts += [f"amp_{self.amp}"] if self.amp != "off" else []
         parts += [self.memory_format] if self.memory_format != "contiguous" else []
+        parts += ["tf32"] if self.tf32 else []
+        parts += ["cudnn_bench"] if self.cudnn_benchmark else []
+        parts += [f"{self.distributed}{self.world_size}"] if self.distributed != "off" else []
         return "-".join(parts)
 
     @property
@@ -92,12 +109,17 @@ ROW_FIELDS: tuple[str, ...] = ("case_id", *CASE_FIELDS, "status", "error", "inva
 
 AXES = ("models", "optimizers", "phases", "devices", "modes", "dtypes", "batch_sizes",
         "num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms",
-        "image_sizes", "amp", "memory_formats")
+        "image_sizes", "amp", "memory_formats", "compile_modes", "tf32", "cudnn_benchmark",
+        "distributed", "world_sizes")
 # The DataLoader axes: they vary only the data phases (other phases keep the seed's values).
 PIPELINE_AXES = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms")
 # The model's input and arithmetic: they vary the step phases only (the data and epoch
 # phases feed the seed's images, at the model's own size, as the seed does).
 STEP_AXES = ("image_sizes", "amp", "memory_formats")
+# Settings that exist only on CUDA: CPU cases keep their defaults (select drops the repeats).
+CUDA_ONLY_AXES = ("tf32", "cudnn_benchmark")
+# Phases that run distributed: every rank times the whole training step.
+DISTRIBUTED_PHASES = frozenset({"train_step"})
 _SWITCHES = {"off": False, "on": True, "false": False, "true": True, "0": False, "1": True}
 
 
@@ -118,8 +140,12 @@ def valid_choices(axis: str) -> tuple[str, ...]:
         "transforms": TRANSFORMS,
         "amp": AMPS,
         "memory_formats": MEMORY_FORMATS,
+        "compile_modes": COMPILE_MODES,
+        "distributed": DISTRIBUTED,
         "pin_memory": ("off", "on"),
         "persistent_workers": ("off", "on"),
+        "tf32": ("off", "on"),
+        "cudnn_benchmark": ("off", "on"),
     }[axis]
 
 
@@ -133,15 +159,16 @@ def parse_axis(axis: str, text: str) -> tuple:
     if not values:
         raise SelectionError(f"--{axis.replace('_', '-')} is empty")
     flag = "--" + axis.replace("_", "-")
-    if axis in ("batch_sizes", "num_workers", "prefetch_factor", "image_sizes"):
+    if axis in ("batch_sizes", "num_workers", "prefetch_factor", "image_sizes", "world_sizes"):
         smallest, example = {"batch_sizes": (1, "32,64"), "num_workers": (0, "0,2"),
-                             "prefetch_factor": (1, "2,4"), "image_sizes": (1, "32,64,224")}[axis]
+                             "prefetch_factor": (1, "2,4"), "image_sizes": (1, "32,64,224"),
+                             "world_sizes": (1, "1,2")}[axis]
         bad = [v for v in values if not v.isdigit() or int(v) < smallest]
         if bad:
             raise SelectionError(f"invalid value {bad[0]!r} for {flag}; expected integers of at least "
                                  f"{smallest}, e.g. {example}")
         return tuple(dict.fromkeys(int(v) for v in values))
-    if axis in ("pin_memory", "persistent_workers"):
+    if axis in ("pin_memory", "persistent_workers", "tf32", "cudnn_benchmark"):
         bad = [v for v in values if v.lower() not in _SWITCHES]
         if bad:
             raise SelectionError(f"invalid value {bad[0]!r} for {flag}; valid choices: off, on")
@@ -175,7 +202,8 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
 
     base = dict(dtypes=("float32",), batch_sizes=(DEFAULT_BATCH_SIZE,), num_workers=(0,), pin_memory=(False,),
                 persistent_workers=(False,), prefetch_factor=(None,), transforms=("v1",), image_sizes=(None,),
-                amp=("off",), memory_formats=("contiguous",))
+                amp=("off",), memory_formats=("contiguous",), compile_modes=("default",), tf32=(False,),
+                cudnn_benchmark=(False,), distributed=("off",), world_sizes=(1,))
     if preset == "smoke":
         return [
             dict(base, models=("lenet", "fashion_mlp"), optimizers=("adam",), phases=STEP_PHASES,
@@ -245,9 +273,28 @@ def expand(block: Mapping[str, Sequence]) -> Iterable[Case]:
         if phase in DATA_PHASES:  # STEP_AXES vary the step phases only (select drops the repeats)
             size, amp, fmt = None, "off", "contiguous"
         opts = (None,) if phase in OPTIMIZER_FREE_PHASES else block["optimizers"]
-        for opt, settings in itertools.product(opts, list(loader_settings(block, phase))):
+        for opt, settings, extra in itertools.product(opts, list(loader_settings(block, phase)),
+                                                      list(step_settings(block, phase, device, mode))):
             yield Case(phase=phase, model=model, optimizer=opt, device=device, mode=mode,
-                       dtype=dtype, batch_size=bs, image_size=size, amp=amp, memory_format=fmt, **settings)
+                       dtype=dtype, batch_size=bs, image_size=size, amp=amp, memory_format=fmt,
+                       **settings, **extra)
+
+
+def step_settings(block: Mapping[str, Sequence], phase: str, device: str,
+                  mode: str) -> Iterable[dict[str, object]]:
+    """The compile mode, CUDA settings and distribution of a block for one phase, device and
+    mode: a compile mode only for compiled cases, CUDA settings only on CUDA, distribution
+    only for the training step (world size 1 without it). Repeats are left to select."""
+    compile_modes = block.get("compile_modes", ("default",)) if mode == "compile" else ("default",)
+    cuda = device == "cuda"
+    tf32 = block.get("tf32", (False,)) if cuda else (False,)
+    cudnn = block.get("cudnn_benchmark", (False,)) if cuda else (False,)
+    dist = tuple(block.get("distributed", ("off",)))
+    if phase not in DISTRIBUTED_PHASES:  # other phases run in one process, if at all
+        dist = ("off",) if "off" in dist else ()
+    for cm, t, cb, d in itertools.product(compile_modes, tf32, cudnn, dist):
+        for ws in (block.get("world_sizes", (1,)) if d != "off" else (1,)):
+            yield dict(compile_mode=cm, tf32=t, cudnn_benchmark=cb, distributed=d, world_size=ws)
 
 
 def select(preset: str = "default", **overrides: Sequence | None) -> list[Case]:
@@ -267,4 +314,5 @@ def _order(case: Case) -> tuple:
     return (PHASES.index(case.phase), case.model, case.optimizer or "", case.device,
             MODES.index(case.mode), case.dtype, case.batch_size, case.num_workers, case.pin_memory,
             case.persistent_workers, case.prefetch_factor or 0, case.transforms, case.image_size or 0,
-            AMPS.index(case.amp) if case.amp in AMPS else len(AMPS), case.memory_format)
+            AMPS.index(case.amp) if case.amp in AMPS else len(AMPS), case.memory_format,
+            case.compile_mode, case.tf32, case.cudnn_benchmark, case.distributed, case.world_size)

@@ -85,3 +85,31 @@ def test_loader_axes_vary_only_the_data_phases_and_stay_out_of_default_ids():
         parse_axis("transforms", "v3")
     # The data phase has nothing to compile: no compile-mode case of it.
     assert not [c for c in select("smoke", phases=("data",), modes=("eager", "compile")) if c.mode == "compile"]
+
+
+def test_compile_modes_cuda_settings_and_distribution_vary_only_where_they_exist():
+    select = matrix.select
+    cases = select("smoke", models=("lenet",), phases=("forward", "train_step"), devices=("cpu", "cuda"),
+                   modes=("eager", "compile"), compile_modes=("default", "reduce-overhead"),
+                   tf32=(False, True), cudnn_benchmark=(True,))
+    ids = {c.id for c in cases}
+    # Eager cases have no compile mode; CPU cases keep the CUDA settings' defaults.
+    assert "forward[lenet-cpu-eager-b64]" in ids
+    assert "forward[lenet-cpu-compile-reduce-overhead-b64]" in ids
+    assert "forward[lenet-cuda-compile-reduce-overhead-b64-tf32-cudnn_bench]" in ids
+    assert not any("tf32" in i or "cudnn" in i for i in ids if "-cpu-" in i)
+    assert not any("reduce-overhead" in i for i in ids if "-eager-" in i)
+    assert len(cases) == 2 * (1 + 2) * 1 + 2 * (1 + 2) * 2  # phase x (eager + 2 modes) x cpu/cuda tf32
+    dist = select("smoke", models=("lenet",), distributed=("ddp",), world_sizes=(1, 2))
+    # Only the training step runs distributed; without "off" nothing else is selected.
+    assert [c.id for c in dist] == ["train_step[lenet-adam-cpu-eager-b64-ddp1]",
+                                    "train_step[lenet-adam-cpu-eager-b64-ddp2]"]
+    both = select("smoke", models=("lenet",), distributed=("off", "ddp"), world_sizes=(2,))
+    assert {c.id for c in both if c.phase == "train_step"} == {
+        "train_step[lenet-adam-cpu-eager-b64]", "train_step[lenet-adam-cpu-eager-b64-ddp2]"}
+    assert matrix.parse_axis("compile_modes", "max-autotune") == ("max-autotune",)
+    assert matrix.parse_axis("tf32", "on") == (True,)
+    with pytest.raises(SelectionError, match=r"'turbo' for --compile-modes; valid choices: default, reduce-overhead"):
+        matrix.parse_axis("compile_modes", "turbo")
+    with pytest.raises(SelectionError, match=r"invalid value '0' for --world-sizes; expected integers of at least 1"):
+        matrix.parse_axis("world_sizes", "0")
