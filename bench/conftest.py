@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from . import cases as matrix
-from . import count_plugin, datasets, environment, figures, isolate, pipeline, profile_plugin
+from . import count_plugin, datasets, environment, figures, isolate, max_batch, pipeline, profile_plugin
 from .faults import CaseFailure, Status, classify
 from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, FIGURES_FILE, HISTORY_DB
 from .flops import cpu_peak
@@ -31,6 +31,7 @@ _WRITER = pytest.StashKey[RunWriter]()
 _ENV = pytest.StashKey[dict]()
 _SUMMARY = pytest.StashKey[list]()  # (line, is_a_failure) of the blitzbench section
 _DRY_RUN = pytest.StashKey[list]()  # --benchmark-disable: the cases built and run once
+_MAX_BATCH = pytest.StashKey["max_batch.MaxBatchConfig | None"]()
 # Every blitzbench refusal (a bad option value, an unusable folder or history) exits with this.
 REFUSED = 2
 # pytest-benchmark's table, kept narrow unless --benchmark-columns asks for more.
@@ -76,6 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="timed epochs per data/epoch case, after one untimed (default 3)")
     profile_plugin.addoption(group)
     count_plugin.addoption(group)
+    max_batch.addoption(group)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -96,7 +98,8 @@ def pytest_configure(config: pytest.Config) -> None:
         }
         selected = matrix.select(config.option.bb_preset, **overrides)
         profile_plugin.configure(config)
-    except ValueError as exc:  # a SelectionError, or a bad --profile-schedule
+        config.stash[_MAX_BATCH] = max_batch.configure(config.option)
+    except ValueError as exc:  # a SelectionError, a bad --profile-schedule or --max-batch-memory
         refuse(str(exc))
     if not selected:
         refuse("the selection contains no case")
@@ -260,7 +263,13 @@ def runner(request: pytest.FixtureRequest) -> Runner:
         return IsolatedRunner(config, request.node, config.stash[_WRITER])
     return InProcessRunner(max_time=float(opt.benchmark_max_time), min_rounds=int(opt.benchmark_min_rounds),
                            compile_backend=opt.bb_compile_backend,
-                           extra_passes=profile_plugin.extra_passes(config), dry_run=dry_run(config))
+                           extra_passes=extra_passes(config), dry_run=dry_run(config))
+
+
+def extra_passes(config: pytest.Config) -> list:
+    """The passes this run's options add after the built-in ones: --profile, --max-batch."""
+    searching = config.stash.get(_MAX_BATCH, None)
+    return [*profile_plugin.extra_passes(config), *([max_batch.MaxBatchPass(searching)] if searching else [])]
 
 
 @pytest.fixture

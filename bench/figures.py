@@ -86,6 +86,7 @@ DECLARING_MODULES = (
     "bench.pipeline",
     "bench.correctness",
     "bench.counts",
+    "bench.max_batch",
 )
 # (The reports declare the figures they derive when reading, such as the median's CI, in
 # their own modules: bench never imports reports.)
