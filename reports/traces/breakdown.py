@@ -30,43 +30,13 @@ BREAKDOWN_COLUMNS = ["part", "lane", "seconds_per_step", "share"]
 SPAN_COLUMNS = ["lane", "name", "phase", "start_s", "dur_s"]
 
 
-class Trace:
-    """A parsed trace's spans with their step (``step``, -1: outside every step)."""
-
-    def __init__(self, trace: Mapping[str, Any]) -> None:
-        self.raw = trace
-        spans = ev.spans(trace)
-        self.windows = ev.steps(spans)
-        self.spans = spans.assign(step=ev.step_of(spans, self.windows))
-        device = ev.on_device(self.spans)
-        self.host = ev.work(self.spans[~device])
-        self.device = self.spans[device]
-
-    @property
-    def has_device(self) -> bool:
-        return not self.device.empty or bool(ev.is_launch(self.host).any())
-
-    def host_window(self, step: int) -> tuple[float, float]:
-        row = self.windows.iloc[step]
-        return float(row["start_us"]), float(row["end_us"])
-
-    def device_window(self, step: int) -> tuple[float, float]:
-        """The host step, stretched to the end of the last kernel it launched."""
-        start, end = self.host_window(step)
-        kernels = self.device[self.device["step"] == step]
-        return start, max(end, float(kernels["end_us"].max())) if not kernels.empty else end
-
-    def in_step(self, frame: pd.DataFrame, step: int) -> pd.DataFrame:
-        return frame[frame["step"] == step]
-
-
-def breakdown(trace: Mapping[str, Any] | Trace) -> pd.DataFrame:
+def breakdown(trace: Mapping[str, Any] | ev.Trace) -> pd.DataFrame:
     """One row per part: ``part``, ``lane`` (host or device), seconds per step and share.
 
     Data loading is a row only when the step loads data; the device parts only when the trace
     has device activity or launch calls. An empty frame when the trace has no step.
     """
-    t = trace if isinstance(trace, Trace) else Trace(trace)
+    t = trace if isinstance(trace, ev.Trace) else ev.Trace(trace)
     steps = len(t.windows)
     if not steps:
         return pd.DataFrame(columns=BREAKDOWN_COLUMNS)
@@ -111,18 +81,18 @@ def wide(breakdowns: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return table.dropna(axis="columns", how="all")
 
 
-def median_step(t: Trace) -> int:
+def median_step(t: ev.Trace) -> int:
     """The step of median length (the middle one of three): a typical step for the picture."""
     lengths = (t.windows["end_us"] - t.windows["start_us"]).to_numpy()
     return int(np.argsort(lengths, kind="stable")[(len(lengths) - 1) // 2])
 
 
-def timeline(trace: Mapping[str, Any] | Trace, step: int | None = None) -> pd.DataFrame:
+def timeline(trace: Mapping[str, Any] | ev.Trace, step: int | None = None) -> pd.DataFrame:
     """One step's top-level spans, a lane per thread or device stream: ``lane``, ``name``,
     ``phase`` and start and duration in seconds from the step's start. A host span's phase is
     the phase its name marks, else the phase owning the moment it starts (so an operator
     between labelled spans reads as other); a device span's is its launch call's."""
-    t = trace if isinstance(trace, Trace) else Trace(trace)
+    t = trace if isinstance(trace, ev.Trace) else ev.Trace(trace)
     if t.windows.empty:
         return pd.DataFrame(columns=SPAN_COLUMNS)
     step = median_step(t) if step is None else step
@@ -160,7 +130,7 @@ def _phase_names(codes: np.ndarray) -> list[str]:
     return [ev.PHASES[c] if c >= 0 else ev.OTHER for c in codes]
 
 
-def _main_thread(t: Trace, step: int) -> tuple[Any, Any] | None:
+def _main_thread(t: ev.Trace, step: int) -> tuple[Any, Any] | None:
     """The thread that ran the step (the one holding its window's span)."""
     start, end = t.host_window(step)
     marks = t.spans[(t.spans["start_us"] == start) & (t.spans["end_us"] == end) & ~ev.on_device(t.spans)]
@@ -193,7 +163,7 @@ def read_cases(folders: Mapping[str, Path]) -> tuple[list[CaseView], list[str]]:
     for case_id, folder in folders.items():
         try:
             path = case_trace(folder)
-            t = Trace(read_trace(path))
+            t = ev.Trace(read_trace(path))
         except TraceError as exc:
             errors.append(f"{case_id}: {exc}")
             continue

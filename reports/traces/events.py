@@ -177,6 +177,37 @@ def self_times(df: pd.DataFrame) -> pd.Series:
     return self_us.clip(lower=0.0)
 
 
-__all__ = ["CONTAINERS", "DEVICE_CATS", "FORWARD_LABEL", "OTHER", "Owners", "PHASES", "RUNTIME_CATS", "busy",
+class Trace:
+    """A parsed trace's spans with their step (``step``, -1: outside every step)."""
+
+    def __init__(self, trace: Mapping[str, Any]) -> None:
+        self.raw = trace
+        found = spans(trace)
+        self.windows = steps(found)
+        self.spans = found.assign(step=step_of(found, self.windows))
+        device = on_device(self.spans)
+        self.host = work(self.spans[~device])
+        self.device = self.spans[device]
+
+    @property
+    def has_device(self) -> bool:
+        return not self.device.empty or bool(is_launch(self.host).any())
+
+    def host_window(self, step: int) -> tuple[float, float]:
+        row = self.windows.iloc[step]
+        return float(row["start_us"]), float(row["end_us"])
+
+    def device_window(self, step: int) -> tuple[float, float]:
+        """The host step, stretched to the end of the last kernel it launched."""
+        start, end = self.host_window(step)
+        kernels = self.device[self.device["step"] == step]
+        return start, max(end, float(kernels["end_us"].max())) if not kernels.empty else end
+
+    @staticmethod
+    def in_step(frame: pd.DataFrame, step: int) -> pd.DataFrame:
+        return frame[frame["step"] == step]
+
+
+__all__ = ["CONTAINERS", "DEVICE_CATS", "FORWARD_LABEL", "OTHER", "Owners", "PHASES", "RUNTIME_CATS", "Trace", "busy",
            "is_launch", "on_device", "owners", "phase_of", "phase_owners", "self_times", "spans", "step_of",
            "steps", "thread_names", "top_level", "work"]
