@@ -579,16 +579,18 @@ def pipeline_split(rows: pd.DataFrame) -> list[Chart]:
 PHASE_COLOURS = {"forward": PALETTE[0], "backward": PALETTE[1], "optimizer": PALETTE[2],
                  "data loading": PALETTE[4], "other": PALETTE[7]}
 # Torch's long span names, shortened for a label on the bar (the legend names the phase).
-_SPAN_PREFIXES = (("autograd::engine::evaluate_function: ", ""), ("Optimizer.step#", ""),
-                  ("Optimizer.zero_grad#", ""), ("enumerate(DataLoader)#", ""), ("blitzbench::", ""))
-LABEL_SHARE = 0.06  # a span wider than this share of the step is labelled with its name
+_SPAN_PREFIXES = (("autograd::engine::evaluate_function: ", None), ("Optimizer.step#", None),
+                  ("Optimizer.zero_grad#", None), ("enumerate(DataLoader)#", "next batch"), ("blitzbench::", None))
+LABEL_SHARE = 0.04  # a span narrower than this share of the step gets no name
+CHAR_SHARE = 0.0065  # the share of the step's width one character of a bar's name takes
 
 
 def short_span(name: str) -> str:
-    """``autograd::engine::evaluate_function: AddmmBackward0`` -> ``AddmmBackward0``."""
+    """``autograd::engine::evaluate_function: AddmmBackward0`` -> ``AddmmBackward0``; the
+    DataLoader's iterator -> ``next batch``."""
     for prefix, replacement in _SPAN_PREFIXES:
         if name.startswith(prefix):
-            return replacement + name[len(prefix):]
+            return replacement or name[len(prefix):]
     return name
 
 
@@ -610,14 +612,16 @@ def timeline_chart(case_id: str, spans: pd.DataFrame, step_s: float, note: str =
             if not bars.empty:
                 ax.broken_barh(list(zip(bars["start_s"] / scale, bars["dur_s"] / scale)), (y - 0.35, 0.7),
                                facecolors=colour, edgecolors="white", linewidth=0.4)
-    for _, span in spans[spans["dur_s"] / scale >= LABEL_SHARE * width].iterrows():
-        ax.text((span["start_s"] + span["dur_s"] / 2) / scale, lanes.index(span["lane"]),
-                short_span(span["name"]), ha="center", va="center", fontsize=7, color="white", clip_on=True)
+    for _, span in spans.iterrows():
+        label, share = short_span(span["name"]), span["dur_s"] / scale / (width or 1.0)
+        if share >= max(LABEL_SHARE, CHAR_SHARE * len(label)):  # names only where they fit
+            ax.text((span["start_s"] + span["dur_s"] / 2) / scale, lanes.index(span["lane"]), label,
+                    ha="center", va="center", fontsize=7, color="white", clip_on=True)
     ax.set_yticks(range(len(lanes)), lanes)
     ax.set_ylim(len(lanes) - 0.5, -0.5)
     ax.set_xlim(0, width or 1.0)
     ax.set_xlabel(f"time from the step's start ({unit})" + (f"; {note}" if note else ""), fontsize=9)
-    title = f"{short_case(case_id)}: one step ({fmt.with_unit(step_s, fmt.TIME_UNITS)})"
+    title = f"{case_id}: one step ({fmt.with_unit(step_s, fmt.TIME_UNITS)})"
     ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
     shown = [p for p in PHASE_COLOURS if (spans["phase"] == p).any()]
     handles = [Patch(color=PHASE_COLOURS[p], label=p) for p in shown]
