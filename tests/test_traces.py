@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-import pandas as pd
 import pytest
+import torch
 
-from bench.profiling import FORWARD_LABEL, TIMED_LABEL, trace_folder_name
+from bench.cases import Case
+from bench.profiling import FORWARD_LABEL, TIMED_LABEL, ProfileConfig, capture, trace_folder_name
+from bench.step import build_step
 from reports.__main__ import main as reports_main
 from reports.traces import case_trace, read_trace
 from reports.traces.breakdown import breakdown, timeline
@@ -260,6 +262,9 @@ def gpu_trace() -> dict:
         span("Optimizer.step#SGD.step", 85, 10, cat="user_annotation"),
         span("gemm_kernel", 20, 30, cat="kernel", pid=0, tid=7, correlation=1),
         span("gemm_backward_kernel", 90, 40, cat="kernel", pid=0, tid=7, correlation=2),
+        # Kineto's copies of the annotations on the GPU's lane: not a second step, not host time.
+        span(TIMED_LABEL, 20, 110, cat="gpu_user_annotation", pid=0, tid=7),
+        span(FORWARD_LABEL, 20, 30, cat="gpu_user_annotation", pid=0, tid=7),
     ]}
 
 
@@ -300,3 +305,20 @@ def test_a_trace_without_step_marks_counts_as_one_step():
     shares = breakdown({"traceEvents": events}).set_index("part")
     assert shares[shares["lane"] == "host"]["share"].sum() == pytest.approx(1.0)
     assert shares.loc["forward", "share"] == pytest.approx(40 / 95)  # the host's spans: 0 to 95 µs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_real_cuda_trace_adds_kernel_idle_and_launch_overhead(tmp_path):
+    step = build_step(Case(phase="train_step", model="fashion_mlp", optimizer="adam", device="cuda", mode="eager",
+                           batch_size=64))
+    result = capture(step, tmp_path / "t", ProfileConfig(wait=1, warmup=1, active=2))
+    trace = read_trace(result.trace_file)
+    shares = breakdown(trace).set_index("part")
+    host, device = shares[shares["lane"] == "host"], shares[shares["lane"] == "device"]
+    assert host["share"].sum() == pytest.approx(1.0) and host.loc["backward", "share"] > 0
+    assert set(device.index) == {"kernel", "idle", "launch overhead"}
+    assert device.loc["kernel", "share"] > 0 and device.loc["launch overhead", "share"] > 0
+    assert device.loc["kernel", "share"] + device.loc["idle", "share"] == pytest.approx(1.0)
+    spans = timeline(trace)
+    assert spans["lane"].str.startswith("GPU").any()
+    assert {"forward", "backward"} <= set(spans.loc[spans["lane"].str.startswith("GPU"), "phase"])

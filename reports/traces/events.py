@@ -22,6 +22,9 @@ SPAN_COLUMNS = ["name", "cat", "pid", "tid", "start_us", "dur_us", "end_us", "co
 # What a GPU does (each on its device and stream) and the host calls that start it.
 DEVICE_CATS = frozenset({"kernel", "gpu_memcpy", "gpu_memset"})
 RUNTIME_CATS = frozenset({"cuda_runtime", "cuda_driver"})
+# Kineto mirrors each annotation (ours, ProfilerStep) onto the GPU's lanes over the kernels
+# it covers: a copy of what the host spans say, which would count each step twice.
+MIRRORED_CATS = frozenset({"gpu_user_annotation"})
 STEP_PREFIX = "ProfilerStep#"
 # Spans that contain a step rather than do work in it.
 CONTAINERS = (TIMED_LABEL, SETUP_LABEL)
@@ -31,10 +34,11 @@ PHASES = tuple(PHASE_PREFIXES)
 
 
 def spans(trace: Mapping[str, Any]) -> pd.DataFrame:
-    """Every complete event (``"ph": "X"``) with a start and a duration, one row each."""
+    """Every complete event (``"ph": "X"``) with a start and a duration, one row each (not the
+    GPU lanes' copies of the annotations)."""
     rows = []
     for e in trace["traceEvents"]:
-        if not isinstance(e, dict) or e.get("ph") != "X":
+        if not isinstance(e, dict) or e.get("ph") != "X" or e.get("cat") in MIRRORED_CATS:
             continue
         try:
             start, dur = float(e["ts"]), float(e.get("dur", 0.0))
