@@ -119,9 +119,12 @@ class Owners:
 
     def at(self, times: np.ndarray) -> np.ndarray:
         """The owner code at each time (-1 outside or unowned)."""
+        times = np.asarray(times, dtype=float)
+        if not len(self.codes):  # a step of no length: nothing owned
+            return np.full(len(times), -1)
         index = np.searchsorted(self.bounds, times, side="right") - 1
         valid = (index >= 0) & (index < len(self.codes))
-        return np.where(valid, self.codes[np.clip(index, 0, max(len(self.codes) - 1, 0))], -1)
+        return np.where(valid, self.codes[np.clip(index, 0, len(self.codes) - 1)], -1)
 
 
 def owners(layers: list[tuple[pd.DataFrame, int]], start: float, end: float) -> Owners:
