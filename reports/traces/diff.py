@@ -125,11 +125,18 @@ def top_changes(diff: pd.DataFrame, top: int = DEFAULT_TOP) -> pd.DataFrame:
     return pd.concat(picked) if picked else diff.head(0)
 
 
+NAME_CHARS = 90  # GPU kernels' names (templates) run to hundreds of characters
+
+
+def _shortened(name: str) -> str:
+    return name if len(name) <= NAME_CHARS else name[:NAME_CHARS - 1] + "…"
+
+
 def _case_table(rows: pd.DataFrame) -> str:
     unit, scale = fmt.time_unit(pd.concat([rows["self_base_s"], rows["self_current_s"]]))
     status = np.where(rows["calls_base"] == 0, " (new)", np.where(rows["calls_current"] == 0, " (gone)", ""))
     view = pd.DataFrame({
-        "operator": [f"`{name}`{s}" for name, s in zip(rows["name"], status)],
+        "operator": [f"`{_shortened(name)}`{s}" for name, s in zip(rows["name"], status)],
         "kind": rows["kind"],
         "calls/step": [f"{fmt.number(b)} → {fmt.number(c)}" for b, c in zip(rows["calls_base"], rows["calls_current"])],
         f"self/step ({unit})": [f"{fmt.number(b / scale)} → {fmt.number(c / scale)}"
