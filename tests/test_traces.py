@@ -24,7 +24,7 @@ from bench.step import build_step
 from reports.__main__ import main as reports_main
 from reports.traces import case_trace, read_trace
 from reports.traces.breakdown import breakdown, timeline
-from reports.traces.diff import op_table, trace_diff
+from reports.traces.diff import gate_traces, op_table, trace_diff
 from reports.traces.events import Trace, self_times
 from reports.traces.profile import load_profile
 from tests.browser import is_blank, open_page
@@ -184,6 +184,17 @@ def test_gate_md_says_where_a_flagged_case_changed(runs, tmp_path):
         assert f"#### `{case_id}`" in traces
         first_row = traces[traces.index(f"#### `{case_id}`"):].split("| operator", 1)[1].splitlines()[2]
         assert first_row.startswith(f"| `{PLANTED}` (new)")
+
+
+def test_gate_has_no_trace_section_unless_both_sides_were_profiled(runs, tmp_path):
+    unprofiled = copy_run(runs.base, tmp_path)
+    shutil.rmtree(unprofiled / "traces")
+    (unprofiled / "profile.jsonl").unlink()
+    assert gate_traces([unprofiled], [runs.current.run_dir], [TRAIN]) is None
+    assert gate_traces([runs.base.run_dir], [runs.current.run_dir], []) is None  # nothing flagged
+    found = gate_traces([tmp_path / "no-such-run", runs.base.run_dir], [runs.current.run_dir / "benchmark.json"],
+                        [TRAIN])  # a side's first profiled run; a results file stands for its folder
+    assert found is not None and found.note is None and set(found.diff["case_id"]) == {TRAIN}
 
 
 # --- bad input -------------------------------------------------------------------------------
