@@ -150,6 +150,14 @@ def tensorboard(session: nox.Session) -> None:
     session.run(python, "-m", "reports.tensorboard", *session.posargs, interrupt_timeout=10.0)
 
 
+@nox.session(name="trace-diff")
+def trace_diff(session: nox.Session) -> None:
+    """Compare two profiled runs' traces: nox -s trace-diff -- BASE CURRENT [--cases PATTERN] [--top N]
+    [--output FILE]; per common case, the operators whose calls or self time per step changed most."""
+    python = install_reader(session)
+    run_with_exit_status(session, python, "-m", "reports", "trace-diff", *session.posargs)
+
+
 @nox.session
 def gate(session: nox.Session) -> None:
     """Compare two result sets: nox -s gate -- BASELINE CURRENT; exit 0 pass, 1 regression, 2 unusable input."""

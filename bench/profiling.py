@@ -10,15 +10,22 @@ grouped per operator (``aggregate``) into the case's line of ``profile.jsonl``, 
 ``reports.traces.profile`` reads into the per-case tables. The untimed per-round setup
 (``backward`` builds its graph) is kept in the trace under ``SETUP_LABEL`` so the
 reader sees it, but left out of the rows, so the summary covers what the timing covers.
+
+The forward pass (the model's call and the loss) is labelled ``FORWARD_LABEL`` from the
+outside, by module hooks attached for the capture only, so the step's code is unchanged and
+the timed rounds never run under them; backward, the optimizer and data loading need no
+label of ours: torch names them in every trace (``PHASE_PREFIXES``), which is what the
+reports' step breakdown (``reports.traces.breakdown``) reads.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from typing import TYPE_CHECKING
 
@@ -36,11 +43,21 @@ if TYPE_CHECKING:
 TRACE_BUDGET_BYTES = 50 * 1024 * 1024
 SETUP_LABEL = "blitzbench::setup (untimed)"
 TIMED_LABEL = "blitzbench::timed"
+FORWARD_LABEL = "blitzbench::forward"
+# The parts of a step by the names of their spans in a trace: ours for forward, torch's own
+# for the others (autograd's engine, torch.optim's step and zero_grad, the DataLoader's
+# iterator), so a trace of any torch program splits the same way.
+PHASE_PREFIXES = {
+    "forward": (FORWARD_LABEL,),
+    "backward": ("autograd::engine::evaluate_function",),
+    "optimizer": ("Optimizer.step#", "Optimizer.zero_grad#"),
+    "data loading": ("enumerate(DataLoader)#",),
+}
 _STEP_LABEL = re.compile(r"^ProfilerStep#?\d*\*?$")
 # A dispatcher operator: ``aten::addmm``, ``prim::...``, ``torchvision::nms`` (one namespace).
 _OPERATOR = re.compile(r"^[A-Za-z_]\w*::[A-Za-z_]\w*(\.\w+)?$")
 # CPU-side launch calls of the CUDA runtime and driver APIs: one per kernel (or graph) launch.
-_LAUNCH = re.compile(r"^cu(da)?\w*Launch")
+LAUNCH_CALL = re.compile(r"^cu(da)?\w*Launch")
 _USER_SCOPE = 7  # torch's RecordScope::USER_SCOPE: record_function annotations
 
 _H, _D = frozenset({View.HISTORY}), frozenset({View.DETAIL, View.HISTORY})
@@ -93,6 +110,13 @@ def trace_folder_name(case_id: str) -> str:
     return case_id.replace("[", ".").replace("]", "")
 
 
+def case_id_of_folder(name: str) -> str:
+    """``train_step.lenet-sgd-cpu-eager-b64`` -> ``train_step[lenet-sgd-cpu-eager-b64]`` (phases
+    have no dot), the inverse of ``trace_folder_name`` for a run without its ``profile.jsonl``."""
+    phase, dot, rest = name.partition(".")
+    return f"{phase}[{rest}]" if dot else name
+
+
 @dataclass
 class Capture:
     """What one profiling pass left: the trace file and the flattened events of its active steps."""
@@ -128,7 +152,7 @@ def capture(step: Step, trace_dir: Path, config: ProfileConfig = ProfileConfig()
             fn(*args, **kwargs)
 
     device = step.case.device
-    with profile(
+    with forward_labelled(step), profile(
         activities=activities(device),
         schedule=schedule(wait=config.wait, warmup=config.warmup, active=config.active, repeat=1),
         on_trace_ready=tensorboard_trace_handler(str(trace_dir), use_gzip=True),
@@ -142,6 +166,43 @@ def capture(step: Step, trace_dir: Path, config: ProfileConfig = ProfileConfig()
             prof.step()
     return Capture(trace_file=_trace_file(trace_dir), steps=config.active,
                    events=flatten(prof.events()))
+
+
+def forward_modules(step: Step) -> list[Any]:
+    """What the step calls for its forward pass: the model as run (compiled or not) and the loss."""
+    import torch
+
+    workload = step.workload
+    found = [workload.run_model, workload.criterion] if workload is not None else [step.model]
+    return [m for m in found if isinstance(m, torch.nn.Module)]
+
+
+@contextmanager
+def forward_labelled(step: Step) -> Iterator[None]:
+    """Each call of the forward modules inside a ``FORWARD_LABEL`` span, for the capture only.
+
+    Hooks on the compiled wrapper (not the module it compiles) run outside the compiled
+    code, so they neither break its graph nor add a guard; ``always_call`` closes the span
+    when a forward raises.
+    """
+    from torch.profiler import record_function
+
+    open_spans: list[Any] = []
+
+    def enter(module: Any, args: Any) -> None:
+        span = record_function(FORWARD_LABEL)
+        span.__enter__()
+        open_spans.append(span)
+
+    def leave(module: Any, args: Any, output: Any) -> None:
+        if open_spans:
+            open_spans.pop().__exit__(None, None, None)
+
+    with ExitStack() as handles:
+        for module in forward_modules(step):
+            handles.callback(module.register_forward_pre_hook(enter).remove)
+            handles.callback(module.register_forward_hook(leave, always_call=True).remove)
+        yield
 
 
 def _trace_file(trace_dir: Path) -> Path:
@@ -174,7 +235,7 @@ def classify(event: Any) -> str:
     """``op`` (dispatcher operator), ``launch`` (kernel launch call), ``annotation`` or ``other``."""
     if getattr(event, "is_user_annotation", False) or event.scope == _USER_SCOPE:
         return "annotation"
-    if _LAUNCH.match(event.name):
+    if LAUNCH_CALL.match(event.name):
         return "launch"
     if _OPERATOR.match(event.name):
         return "op"
@@ -189,7 +250,7 @@ def _is_device_event(event: Any) -> bool:
 
 def _is_structural(event: Any) -> bool:
     """The profiler's step markers and our own labels: containers, not work."""
-    return bool(_STEP_LABEL.match(event.name)) or event.name in (SETUP_LABEL, TIMED_LABEL)
+    return bool(_STEP_LABEL.match(event.name)) or event.name in (SETUP_LABEL, TIMED_LABEL, FORWARD_LABEL)
 
 
 def _under_setup(event: Any) -> bool:

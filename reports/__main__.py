@@ -2,7 +2,8 @@
 
 ``python -m reports --history`` draws each case's median over the runs in the history;
 ``python -m reports gate BASELINE CURRENT`` gates a change; ``python -m reports calibrate A B``
-stores noise floors from an A/A pair (see reports/gate/cli.py).
+stores noise floors from an A/A pair (see reports/gate/cli.py); ``python -m reports trace-diff
+BASE CURRENT`` compares two profiled runs' traces (reports/traces/diff.py).
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ def latest_run(results_dir: Path) -> Path:
     return max(runs, key=runs.get)
 
 
-SUBCOMMANDS = ("gate", "calibrate")
+SUBCOMMANDS = ("gate", "calibrate", "trace-diff")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "trace-diff":
+        from .traces import diff
+
+        return diff.main(argv[1:])
     if argv and argv[0] in SUBCOMMANDS:
         from .gate import cli
 

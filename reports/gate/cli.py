@@ -20,8 +20,9 @@ from bench.files import DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, GATE_JSON, GATE_M
 
 from ..environment import read_environment
 from ..load import ResultsError, load
+from ..traces.diff import gate_traces
 from . import compare as gating
-from .render import markdown, to_json
+from .render import flagged_cases, markdown, to_json
 
 DEFAULT_NOISE_FLOOR = Path(DEFAULT_RESULTS_DIR) / NOISE_FLOOR_FILE
 
@@ -183,7 +184,7 @@ def gate_main(argv: list[str]) -> int:
         verdict["notes"].insert(0, "Environments differ: " + "; ".join(mismatch))
     for warning in verdict["warnings"]:
         print(f"gate: warning: {warning}", file=sys.stderr)
-    text = markdown(verdict)
+    text = markdown(verdict, gate_traces(run_folders(args.baseline), run_folders(args.current), flagged_cases(verdict)))
     out_dir = args.output or (args.current if args.current.is_dir() else args.current.parent)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / GATE_MD).write_text(text, encoding="utf-8")

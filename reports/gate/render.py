@@ -2,7 +2,8 @@
 
 gate.md's order: what the gate could not check (cases that failed or were lost on the head),
 regressions (wall time, then instruction counts with the functions that grew most),
-deterministic changes, improvements, what was not gated (unstable counts, unmatched cases),
+deterministic changes, where the flagged cases changed in their profiler traces (when both
+sides were profiled), improvements, what was not gated (unstable counts, unmatched cases),
 then the unchanged cases.
 """
 
@@ -14,6 +15,7 @@ import pandas as pd
 
 from .. import format as fmt
 from ..format import plain_row, relative
+from ..traces.diff import GateTraces, diff_markdown
 from .compare import CASE_KINDS
 
 # Instructions per call: plain counts, scaled for reading (stored unscaled, as every count).
@@ -23,6 +25,7 @@ CASE_HEADINGS = {
     "lost": ("Lost on the head", "Measured on the base, not on the head (absent, skipped or unsupported there): "
              "not checked."),
 }
+GATE_TOP = 5  # operators per flagged case in gate.md (trace-diff lists more)
 NOT_COMPARED = {"new": "new on the head", "gone": "only on the base, not ok there",
                 "not_compared": "not ok on the base"}
 
@@ -100,7 +103,28 @@ def _summary(counts: dict[str, int]) -> list[str]:
     return [f"{counts['compared']} cases compared. " + "; ".join(parts) + "."]
 
 
-def markdown(verdict: dict[str, Any]) -> str:
+def flagged_cases(verdict: dict[str, Any]) -> list[str]:
+    """The cases the gate flags: slower, more instructions, or a deterministic figure changed."""
+    timing, instructions = verdict["timing"], verdict["instructions"]
+    found = [*timing.loc[timing["verdict"] == "regression", "case_id"],
+             *instructions.loc[instructions["verdict"] == "regression", "case_id"],
+             *verdict["deterministic"].get("case_id", [])]
+    return list(dict.fromkeys(found))
+
+
+def _traces_lines(traces: GateTraces | None) -> list[str]:
+    if traces is None:
+        return []
+    lines = ["### Where the flagged cases changed (profiler traces)", ""]
+    if traces.note:
+        return lines + [traces.note, ""]
+    lines += ["Per flagged case profiled on both sides, the operators whose self time per step changed most, "
+              "then those whose calls per step changed (`nox -s trace-diff -- BASE CURRENT` lists every case).", ""]
+    return lines + diff_markdown(traces.diff, top=GATE_TOP, level=4)
+
+
+def markdown(verdict: dict[str, Any], traces: GateTraces | None = None) -> str:
+    """gate.md; ``traces``: the trace diff of the flagged cases, when both sides were profiled."""
     counts, timing, det = verdict["counts"], verdict["timing"], verdict["deterministic"]
     cases, instructions = verdict["cases"], verdict["instructions"]
     status = "✅ pass" if verdict["passed"] else "❌ fail"
@@ -128,6 +152,7 @@ def markdown(verdict: dict[str, Any]) -> str:
                                 "baseline": det["baseline"].map(fmt.number), "current": det["current"].map(fmt.number),
                                 "tolerance": [fmt.short_percent(t) for t in det["tolerance"]]}
                                ).to_markdown(index=False), ""]
+    lines += _traces_lines(traces)
     rows = timing[timing["verdict"] == "improvement"]
     if not rows.empty:
         lines += ["### Improvements", "", _timing_table(rows), ""]

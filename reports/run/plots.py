@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .. import format as fmt
@@ -570,3 +571,60 @@ def pipeline_split(rows: pd.DataFrame) -> list[Chart]:
     fig.legend(loc="outside upper right", ncols=2, fontsize=8, frameon=False)
     return [Chart(title, render_png(fig), "Stacked bars of each epoch case's median step: data wait and compute",
                   list(rows["case_id"]))]
+
+
+# --- profiler timelines --------------------------------------------------------------------
+
+# One colour per part of a step, the same in every timeline (and its legend in this order).
+PHASE_COLOURS = {"forward": PALETTE[0], "backward": PALETTE[1], "optimizer": PALETTE[2],
+                 "data loading": PALETTE[4], "other": PALETTE[7]}
+# Torch's long span names, shortened for a label on the bar (the legend names the phase).
+_SPAN_PREFIXES = (("autograd::engine::evaluate_function: ", None), ("Optimizer.step#", None),
+                  ("Optimizer.zero_grad#", None), ("enumerate(DataLoader)#", "next batch"), ("blitzbench::", None))
+LABEL_SHARE = 0.04  # a span narrower than this share of the step gets no name
+CHAR_SHARE = 0.0065  # the share of the step's width one character of a bar's name takes
+
+
+def short_span(name: str) -> str:
+    """``autograd::engine::evaluate_function: AddmmBackward0`` -> ``AddmmBackward0``; the
+    DataLoader's iterator -> ``next batch``."""
+    for prefix, replacement in _SPAN_PREFIXES:
+        if name.startswith(prefix):
+            return replacement or name[len(prefix):]
+    return name
+
+
+def timeline_chart(case_id: str, spans: pd.DataFrame, step_s: float, note: str = "") -> Chart:
+    """One step's top-level spans over time: a lane per thread or device stream, each span a
+    bar coloured by its phase, the wide ones named."""
+    lanes = list(dict.fromkeys(spans["lane"]))
+    lanes.sort(key=lambda lane: (lane != "main thread", lane.startswith("GPU"), lane))
+    unit, scale = fmt.time_unit([step_s])
+    fig = Figure(figsize=(WIDTH_IN, 1.5 + 0.55 * len(lanes)))
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot()
+    style_axes(ax)
+    width = max(step_s, float((spans["start_s"] + spans["dur_s"]).max()) if not spans.empty else 0.0) / scale
+    for phase, colour in PHASE_COLOURS.items():
+        mine = spans[spans["phase"] == phase]
+        for y, lane in enumerate(lanes):
+            bars = mine[mine["lane"] == lane]
+            if not bars.empty:
+                ax.broken_barh(list(zip(bars["start_s"] / scale, bars["dur_s"] / scale)), (y - 0.35, 0.7),
+                               facecolors=colour, edgecolors="white", linewidth=0.4)
+    for _, span in spans.iterrows():
+        label, share = short_span(span["name"]), span["dur_s"] / scale / (width or 1.0)
+        if share >= max(LABEL_SHARE, CHAR_SHARE * len(label)):  # names only where they fit
+            ax.text((span["start_s"] + span["dur_s"] / 2) / scale, lanes.index(span["lane"]), label,
+                    ha="center", va="center", fontsize=7, color="white", clip_on=True)
+    ax.set_yticks(range(len(lanes)), lanes)
+    ax.set_ylim(len(lanes) - 0.5, -0.5)
+    ax.set_xlim(0, width or 1.0)
+    ax.set_xlabel(f"time from the step's start ({unit})" + (f"; {note}" if note else ""), fontsize=9)
+    title = f"{case_id}: one step ({fmt.with_unit(step_s, fmt.TIME_UNITS)})"
+    ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
+    shown = [p for p in PHASE_COLOURS if (spans["phase"] == p).any()]
+    handles = [Patch(color=PHASE_COLOURS[p], label=p) for p in shown]
+    fig.legend(handles=handles, loc="outside upper right", ncols=max(len(shown), 1), fontsize=8, frameon=False)
+    return Chart(title, render_png(fig), f"Timeline of one profiled step of {case_id}: top-level spans per "
+                 f"thread and stream, coloured by phase ({', '.join(shown)})", [case_id])

@@ -19,6 +19,8 @@ from .. import format as fmt
 from ..environment import SHOWN_FIELDS, SUMMARY_FIELDS, busy_runs
 from ..schema import Kind, View, figures, get
 from ..stats import NOISY_CI_HALF, NOISY_DRIFT, NOISY_RULE
+from ..traces import TraceError
+from ..traces import breakdown as step_breakdown
 from ..traces import profile as profiles
 from . import plots, tables
 from .document import Cards, Charts, Note, Section, Table
@@ -337,7 +339,8 @@ OP_NAMES = {"name": "operator", "calls_per_step": "calls/step", "self_cpu_s": "s
 
 
 def profiles_section(profile: pd.DataFrame, run_dir: Path | None, top: int = 5) -> Section | None:
-    """Per profiled case: operator calls and kernel launches per step, then its top operators."""
+    """Per profiled case: operator calls and kernel launches per step, where a step goes (its
+    breakdown and, in HTML, one step's timeline, both read from its trace), then its top operators."""
     if profile.empty:
         return None
     summary = profiles.cases(profile)
@@ -351,8 +354,12 @@ def profiles_section(profile: pd.DataFrame, run_dir: Path | None, top: int = 5) 
     blocks: list[Any] = [
         Note(f"Per step, averaged over the {steps} profiled steps of each case, counting the timed part "
              "only (the untimed setup of `backward` is in the trace, marked, but not counted). Times are "
-             "self times. Open a trace with `nox -s tensorboard` or in Perfetto."),
+             "self times. The breakdown and timelines below are read from the traces and need no viewer; "
+             "`nox -s tensorboard` or Perfetto show the whole trace, `nox -s trace-diff -- BASE CURRENT` "
+             "compares two runs' traces."),
         Table(shown, numeric=[c for c in shown.columns if c not in ("case_id", "trace")], links=links)]
+    if run_dir is not None:
+        blocks += step_blocks(profile, run_dir)
     for case_id in summary["case_id"]:
         for by, what in (("self_cpu_s", "CPU"), ("self_device_s", "device")):
             ops = profiles.top_ops(profile, case_id, by=by, n=top)
@@ -361,6 +368,46 @@ def profiles_section(profile: pd.DataFrame, run_dir: Path | None, top: int = 5) 
                 blocks.append(Table(ops_shown, title=f"{case_id}: top operators by self {what} time",
                                     numeric=[c for c in ops_shown.columns if c != "operator"]))
     return Section("profiles", "Profiles", blocks)
+
+
+BREAKDOWN_NOTE = (
+    "Where a step goes, as shares of the timed step: each moment belongs to the phase whose span covers it "
+    "(forward: the model's call and the loss; backward: autograd's engine; optimizer: zero_grad and step; "
+    "data loading: the DataLoader's next batch), else to other (Python between the parts, the gradient's "
+    "seed, a compiled optimizer step, which the trace does not name). The host shares sum to 100%. On a "
+    "GPU, kernel and idle split the device's step (from the step's start to the end of its last kernel); "
+    "launch overhead is the share of the host step spent in launch calls.")
+TIMELINE_FOLD = 4  # more timelines than this start folded
+
+
+def step_blocks(profile: pd.DataFrame, run_dir: Path) -> list[Any]:
+    """The step breakdown table and the timelines, from the traces (a note for a trace that
+    cannot be read; the other cases still shown)."""
+    try:
+        views, errors = step_breakdown.read_cases(profiles.trace_folders(run_dir, profile))
+    except TraceError as exc:
+        views, errors = [], [str(exc)]
+    blocks: list[Any] = [Note(f"Trace not shown: {message}", warning=True) for message in errors]
+    if not views:
+        return blocks
+    table = step_breakdown.wide({v.case_id: v.breakdown for v in views})
+    unit, step_times = fmt.scaled(table["step_s"], fmt.TIME_UNITS)
+    view = pd.DataFrame({"case": table["case_id"], f"step ({unit})": step_times})
+    for part in step_breakdown.PARTS:
+        if part in table:
+            view[PART_NAMES.get(part, part)] = [fmt.percent(v) for v in table[part]]
+    charts = [plots.timeline_chart(v.case_id, v.spans, v.step_s, note=f"the median of {v.steps} profiled steps")
+              for v in views]
+    return blocks + [
+        Note(BREAKDOWN_NOTE),
+        Table(view, title="Where a step goes", numeric=list(view.columns[1:]), folded=len(view) > FOLD_ROWS),
+        Charts(charts, title=f"Timelines: one step of each case ({fmt.count(len(charts), 'chart')})",
+               folded=len(charts) > TIMELINE_FOLD,
+               note="Top-level spans of one step, a lane per thread and GPU stream, coloured by phase; a GPU "
+                    "kernel takes the phase of the call that launched it.")]
+
+
+PART_NAMES = {"kernel": "GPU kernel", "idle": "GPU idle"}
 
 
 def not_measured_section(df: pd.DataFrame) -> Section | None:

@@ -52,6 +52,11 @@ def read_trace(path: Path | str) -> dict[str, Any]:
     return data
 
 
+def case_trace(folder: Path | str) -> Path:
+    """The trace of one case's folder: the newest, if a case was profiled more than once."""
+    return max(find_traces(folder), key=lambda p: (p.stat().st_mtime, p.name))
+
+
 def check_traces(folder: Path | str) -> list[Path]:
     """``find_traces`` and ``read_trace`` on each: the traces, all readable."""
     traces = find_traces(folder)

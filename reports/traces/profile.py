@@ -14,13 +14,14 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from bench.files import PROFILE_CSV, PROFILE_FILE
+from bench.files import PROFILE_CSV, PROFILE_FILE, TRACES_DIR
 # The row format of profile.jsonl is the profiling pass's, which writes it.
-from bench.profiling import OP_COLUMNS
+from bench.profiling import OP_COLUMNS, case_id_of_folder
 
 from ..load import read_jsonl
+from .files import TraceError
 
-__all__ = ["empty_profile", "load_profile", "cases", "top_ops"]
+__all__ = ["empty_profile", "load_profile", "cases", "top_ops", "trace_folders"]
 CASE_COLUMNS = ["case_id", "device", "trace_dir", "steps"]
 
 
@@ -60,3 +61,22 @@ def top_ops(profile: pd.DataFrame, case_id: str, by: str = "self_cpu_s", n: int 
     if by == "self_device_s":
         columns = ["name", "calls_per_step", "self_device_s"]
     return ops.sort_values([by, "name"], ascending=[False, True]).head(n)[columns].reset_index(drop=True)
+
+
+def trace_folders(run_dir: Path | str, profile: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Each profiled case's trace folder, by case id: as ``profile.jsonl`` records them, else
+    the case folders under ``traces/``; an error naming the run when it has neither."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TraceError(f"{run_dir}: no such run folder")
+    profile = load_profile(run_dir) if profile is None else profile
+    if not profile.empty:
+        summary = cases(profile)
+        return {case_id: run_dir / folder for case_id, folder in zip(summary["case_id"], summary["trace_dir"])
+                if isinstance(folder, str) and folder}
+    traces = run_dir / TRACES_DIR
+    found = {case_id_of_folder(p.name): p for p in sorted(traces.iterdir()) if p.is_dir()} if traces.is_dir() else {}
+    if not found:
+        raise TraceError(f"{run_dir}: no profiler traces (no {PROFILE_FILE} and no case folders in "
+                         f"{TRACES_DIR}/); record some with `nox -s profile`")
+    return found

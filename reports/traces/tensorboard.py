@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"open {url}#{PLUGIN_NAME}  (Ctrl-C stops the server)")
     # The plugin's page waits for Google Charts from the internet before it draws anything.
     print("note: the profiler pages load Google Charts from www.gstatic.com and stay empty "
-          "without internet access; the .pt.trace.json.gz files also open in Perfetto "
-          "(ui.perfetto.dev)", flush=True)
+          "without internet access; offline, each run's report.html (Profiles: where a step goes, "
+          "a timeline per case) and `nox -s trace-diff -- BASE CURRENT` read the same traces; "
+          "the .pt.trace.json.gz files also open in Perfetto (ui.perfetto.dev)", flush=True)
     # Ctrl-C (SIGINT) or a service manager's SIGTERM: stop quietly, with success.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
