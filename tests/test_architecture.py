@@ -4,7 +4,7 @@ private name used across modules. Lazy imports (inside functions) count."""
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from tests.helpers import ROOT
 PACKAGES = ("models", "bench", "reports")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Import:
     target: str  # the module imported (a module of ours)
     names: tuple[str, ...]  # the names taken from it (from X import a, b)
