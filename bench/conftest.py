@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from . import cases as matrix
-from . import count_plugin, datasets, environment, figures, isolate, pipeline, profile_plugin
+from . import count_plugin, datasets, environment, figures, isolate, pipeline, profile_plugin, shard
 from .faults import CaseFailure, Status, classify
 from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, FIGURES_FILE, HISTORY_DB
 from .flops import cpu_peak
@@ -57,6 +57,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--history-db", dest="bb_history_db", default=None, metavar="PATH|URL",
                     help="SQLite history every finished run is appended to: a path, sqlite:///PATH "
                          "or file:PATH (default: RESULTS_DIR/history.sqlite)")
+    group.addoption("--shard", dest="bb_shard", default=None, metavar="i/N",
+                    help="run part i of N of the selection (parts balanced by expected cost; the same "
+                         "on every machine): N machines each run one, `python -m reports merge` joins them")
     group.addoption("--isolate", dest="bb_isolate", action="store_true",
                     help="measure each case in a fresh Python process (cold compile, no shared state)")
     group.addoption("--compile-backend", dest="bb_compile_backend", default="inductor",
@@ -96,10 +99,14 @@ def pytest_configure(config: pytest.Config) -> None:
         }
         selected = matrix.select(config.option.bb_preset, **overrides)
         profile_plugin.configure(config)
-    except ValueError as exc:  # a SelectionError, or a bad --profile-schedule
+        whole = len(selected)
+        if config.option.bb_shard and not config.option.bb_child:  # a child is pinned to one case
+            selected = shard.shard(selected, *shard.parse_shard(config.option.bb_shard))
+    except ValueError as exc:  # a SelectionError, a ShardError, or a bad --profile-schedule
         refuse(str(exc))
     if not selected:
-        refuse("the selection contains no case")
+        refuse(f"--shard {config.option.bb_shard}: this part holds no case (the selection has {whole}); "
+               "run fewer shards" if whole else "the selection contains no case")
     _check_image_sizes(selected)
     if any(case.phase in matrix.DATA_PHASES for case in selected):
         _configure_data(config)  # a bad --data-root stops the run before anything is measured
@@ -189,8 +196,11 @@ def run_settings(config: pytest.Config) -> dict[str, Any]:
     profiled = bool(config.option.bb_profile)
     # nox -s profile: short timing beside the traces (below pytest-benchmark's default 1.0 s).
     kind = "profile" if profiled and max_time < PROFILE_MAX_TIME else "bench"
-    return dict(run_kind=kind, benchmark_max_time=max_time,
-                benchmark_min_rounds=int(config.option.benchmark_min_rounds), profiled=profiled)
+    settings = dict(run_kind=kind, benchmark_max_time=max_time,
+                    benchmark_min_rounds=int(config.option.benchmark_min_rounds), profiled=profiled)
+    if config.option.bb_shard:  # which part of the selection (python -m reports merge joins them)
+        settings["shard"] = "{}/{}".format(*shard.parse_shard(config.option.bb_shard))
+    return settings
 
 
 def record_environment(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
