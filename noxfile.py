@@ -157,6 +157,20 @@ def gate(session: nox.Session) -> None:
     run_with_exit_status(session, python, "-m", "reports", "gate", *session.posargs)
 
 
+# A history on a PostgreSQL server (--history-db postgresql://…); keep in step with pyproject.toml.
+HISTORY_SERVER_DEPS = ["sqlalchemy>=2.0", "psycopg[binary]>=3.1"]
+
+
+@nox.session
+def merge(session: nox.Session) -> None:
+    """Join the run folders of a run's shards: nox -s merge -- RUN... --output DIR [--history-db DB];
+    exit 0 merged, 2 unusable input (nothing written)."""
+    python = install_reader(session)
+    if session.venv_backend != "none":
+        session.install("-c", "constraints.txt", *HISTORY_SERVER_DEPS)
+    run_with_exit_status(session, python, "-m", "reports", "merge", *session.posargs)
+
+
 @nox.session
 def calibrate(session: nox.Session) -> None:
     """A/A/A: run a selection 3 times (--runs N; --best-of K runs each) and store each case's noise floor."""

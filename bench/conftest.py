@@ -55,8 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--results-dir", dest="bb_results_dir", default=DEFAULT_RESULTS_DIR,
                     help="folder that receives one subfolder per run (default: results)")
     group.addoption("--history-db", dest="bb_history_db", default=None, metavar="PATH|URL",
-                    help="SQLite history every finished run is appended to: a path, sqlite:///PATH "
-                         "or file:PATH (default: RESULTS_DIR/history.sqlite)")
+                    help="history every finished run is appended to: an SQLite file (a path, sqlite:///PATH "
+                         "or file:PATH) or a shared server (postgresql://USER[:PASSWORD]@HOST[:PORT]/DB) "
+                         "(default: RESULTS_DIR/history.sqlite)")
     group.addoption("--shard", dest="bb_shard", default=None, metavar="i/N",
                     help="run part i of N of the selection (parts balanced by expected cost; the same "
                          "on every machine): N machines each run one, `python -m reports merge` joins them")
