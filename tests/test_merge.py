@@ -80,7 +80,7 @@ def test_bench_refuses_a_bad_shard_before_measuring(tmp_path):
     results = tmp_path / "results"
     proc = run_bench(results, *SHARDED, "--shard", "3/2").proc
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert f"invalid --shard value '3/2'" in proc.stderr and SHARD_FORM in proc.stderr
+    assert "invalid --shard value '3/2'" in proc.stderr and SHARD_FORM in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not results.exists() or not any(results.iterdir())  # nothing measured, no run folder
 

@@ -9,7 +9,6 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import uuid
 from contextlib import contextmanager
@@ -19,9 +18,8 @@ from typing import Iterator
 import pytest
 
 from reports.history import HistoryError, append_run, check, load_history, write_history_report
-from tests.helpers import ROOT, run_bench
-from tests.test_history import CONCURRENT_WRITER, SMOKE, planted_runs
-from tests.synthetic import entry, rounds, write_run
+from tests.helpers import run_bench
+from tests.test_history import SMOKE, append_concurrently, planted_runs
 
 URL_VARIABLE = "BLITZBENCH_TEST_POSTGRES"
 UNREACHABLE = "postgresql://bench:secret@127.0.0.1:1/blitzbench"
@@ -137,23 +135,7 @@ def test_a_server_history_reads_back_as_the_sqlite_file_does(history_url, tmp_pa
 
 
 def test_concurrent_writers_to_a_server_all_land(history_url, tmp_path):
-    """Two machines append 10 runs each at the same moment, under the same folder names."""
-    go = tmp_path / "go"
-    cases = SMOKE[:4]
-    runs = {machine: [write_run(tmp_path / machine / f"20261122-1200{i:02d}",
-                                [entry(c, rounds(1e-3, n=200)) for c in cases]) for i in range(10)]
-            for machine in ("a", "b")}
-    writers = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, history_url, str(go), *map(str, folders)],
-                                cwd=ROOT, stderr=subprocess.PIPE, text=True) for folders in runs.values()]
-    go.touch()
-    for writer in writers:
-        _, err = writer.communicate(timeout=300)
-        assert writer.returncode == 0, err
-    history = load_history(history_url)
-    assert len(history) == 20 * len(cases)
-    names = {r.name for r in runs["a"]}
-    assert set(history["run"]) == names | {f"{n}-1" for n in names}
-    assert set(history["run_dir"]) == {str(r.resolve()) for folders in runs.values() for r in folders}
+    append_concurrently(history_url, tmp_path, 10)
 
 
 def test_an_unreachable_server_is_named_with_its_password_masked():
