@@ -8,6 +8,7 @@ Each phase is a test function (``forward``, ``backward``, ``optimizer_step``,
 from __future__ import annotations
 
 import json
+import sys
 import time
 import warnings
 from collections import Counter
@@ -201,6 +202,10 @@ def run_settings(config: pytest.Config) -> dict[str, Any]:
                     benchmark_min_rounds=int(config.option.benchmark_min_rounds), profiled=profiled)
     if config.option.bb_shard:  # which part of the selection (python -m reports merge joins them)
         settings["shard"] = "{}/{}".format(*shard.parse_shard(config.option.bb_shard))
+    if "://" in str(config.option.bb_history_db or ""):  # a server's password stays out of the results
+        from reports.history import masked
+
+        settings["argv"] = masked(" ".join(sys.argv[1:]))
     return settings
 
 
@@ -403,15 +408,15 @@ def _check_history(config: pytest.Config) -> None:
 
 def _append_history(session: pytest.Session, run_dir: Path, exitstatus: int) -> tuple[str, bool]:
     """Append a finished run to the history: the summary line about it, and whether it failed."""
-    from reports.history import HistoryError, append_run
+    from reports.history import HistoryError, append_run, describe
 
     db = _history_db(session.config)
     if exitstatus == pytest.ExitCode.INTERRUPTED:
-        return f"{db}: not appended, the run was interrupted", False
+        return f"{describe(db)}: not appended, the run was interrupted", False
     try:
         count = append_run(run_dir, db)
     except (HistoryError, OSError) as exc:  # checked before the run; it may have changed since
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         return f"NOT appended: {exc}", True
-    return f"{db} (+{count} case{'' if count == 1 else 's'})", False
+    return f"{describe(db)} (+{count} case{'' if count == 1 else 's'})", False

@@ -76,12 +76,15 @@ def test_bad_shard_values_name_the_value_and_the_form(value):
     assert parse_shard(" 2 / 3 ") == (2, 3)
 
 
-def test_bench_refuses_a_bad_shard_before_measuring(tmp_path):
+@pytest.mark.parametrize("args, message", [
+    (["--shard", "3/2"], "invalid --shard value '3/2': shard 3 of 2 does not exist; expected " + SHARD_FORM),
+    (["--phases", "forward", "--shard", "2/2"], "--shard 2/2: this part holds no case (the selection has 1)"),
+])
+def test_bench_refuses_a_bad_shard_before_measuring(tmp_path, args, message):
     results = tmp_path / "results"
-    proc = run_bench(results, *SHARDED, "--shard", "3/2").proc
+    proc = run_bench(results, *SHARDED, *args).proc
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "invalid --shard value '3/2'" in proc.stderr and SHARD_FORM in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not results.exists() or not any(results.iterdir())  # nothing measured, no run folder
 
 
