@@ -61,10 +61,11 @@ class Shard:
     entries: list[dict[str, Any]]
     environment: dict[str, Any]
     case_ids: set[str] = field(default_factory=set)
+    shown_as: str = ""  # the folder's name, or its path where two shards share a name
 
     @property
     def name(self) -> str:
-        return self.folder.name
+        return self.shown_as or self.folder.name
 
     @property
     def label(self) -> str | None:
@@ -112,9 +113,23 @@ def read_shard(folder: Path, skipped: list[str]) -> Shard:
                          "that `nox -s bench -- --shard i/N --run-dir FOLDER` wrote")
     shard = Shard(folder, [e for e in entries if isinstance(e, dict)], read_environment(folder))
     shard.case_ids = {_case_id(e) for e in shard.entries}
-    if not shard.case_ids:
-        raise MergeError(f"{folder}: a run folder without any case")
     return shard
+
+
+def read_shards(folders: Sequence[Path], skipped: list[str]) -> list[Shard]:
+    """The shards, in shard order; one that holds no case (a machine stopped before its first
+    case finished) is named in ``skipped`` and left out, unless all are empty."""
+    shards = _order([read_shard(folder, skipped) for folder in folders])
+    names = [s.folder.name for s in shards]
+    for shard in shards:
+        if names.count(shard.folder.name) > 1:
+            shard.shown_as = str(shard.folder)
+    empty = [s for s in shards if not s.case_ids]
+    if len(empty) == len(shards):
+        raise MergeError(f"no case in {', '.join(str(s.folder) for s in shards)}: nothing to merge")
+    skipped += [f"{s.folder}{f' (shard {s.label})' if s.label else ''}: holds no case; merged without it"
+                for s in empty]
+    return [s for s in shards if s.case_ids]
 
 
 def _benchmark_json(path: Path) -> dict[str, Any]:
@@ -138,15 +153,14 @@ def _case_id(entry: dict[str, Any]) -> str:
 def check_shards(shards: Sequence[Shard]) -> list[str]:
     """Refuse shards that measured a case twice, or come from different splits; return the
     shards of the split that were not given (``["2/3"]``)."""
-    seen: dict[str, str] = {}
+    seen: dict[str, Path] = {}
     for shard in shards:
         twice = sorted(i for i in shard.case_ids if i in seen)
         if twice:
             listed = ", ".join(twice[:5]) + (", …" if len(twice) > 5 else "")
-            raise MergeError(f"{shard.folder} and {next(s.folder for s in shards if s.name == seen[twice[0]])} "
-                             f"both hold {len(twice)} case(s) ({listed}): shards of one run are disjoint; "
-                             "give each shard's folder once, all from one split")
-        seen.update(dict.fromkeys(shard.case_ids, shard.name))
+            raise MergeError(f"{shard.folder} and {seen[twice[0]]} both hold {len(twice)} case(s) ({listed}): "
+                             "shards of one run are disjoint; give each shard's folder once, all from one split")
+        seen.update(dict.fromkeys(shard.case_ids, shard.folder))
     labelled = [s for s in shards if s.label]
     labels = {s.label for s in labelled}
     if len(labels) < len(labelled):
@@ -288,7 +302,7 @@ def merge(runs: Sequence[Path | str], output: Path | str, history_db: Path | str
     if twice:
         raise MergeError(f"{twice[0]}: given twice; give each shard's folder once")
     skipped: list[str] = []
-    shards = _order([read_shard(folder, skipped) for folder in folders])
+    shards = read_shards(folders, skipped)
     missing = check_shards(shards)
     _check_output(output, shards)
     if history_db is not None:

@@ -185,6 +185,8 @@ def test_merge_refuses_bad_input_before_writing(tmp_path, capsys):
     third = synthetic(tmp_path / "third", CASES[4:], "2/3")
     empty = tmp_path / "empty"
     empty.mkdir()
+    nothing = synthetic(tmp_path / "nothing", [], "1/1")
+    assert f"no case in {nothing}: nothing to merge" in refused(capsys, nothing, "--output", tmp_path / "out")
     out = tmp_path / "out"
     err = refused(capsys, a, overlap, "--output", out)
     assert f"{overlap} and {a} both hold 1 case(s) ({CASES[3].id})" in err
@@ -202,12 +204,14 @@ def test_merge_refuses_bad_input_before_writing(tmp_path, capsys):
 def test_merge_joins_every_file_of_the_shards_without_torch(tmp_path):
     """Profiler rows and trace folders come along; the merge runs where torch is not installed
     (``nox -s merge`` installs the readers' packages only)."""
-    a = synthetic(tmp_path / "a", CASES[:4], "1/2", **{"profile.jsonl": '{"case_id": "a"}\n',
+    a = synthetic(tmp_path / "a", CASES[:4], "1/3", **{"profile.jsonl": '{"case_id": "a"}\n',
                                                        "traces__a__t.pt.trace.json": "{}"})
-    b = synthetic(tmp_path / "b", CASES[4:], "2/2", **{"profile.jsonl": '{"case_id": "b"}\n',
+    b = synthetic(tmp_path / "b", CASES[4:], "2/3", **{"profile.jsonl": '{"case_id": "b"}\n',
                                                        "traces__b__t.pt.trace.json": "{}"})
+    c = synthetic(tmp_path / "c", [], "3/3")  # a machine stopped before its first case finished
     out = tmp_path / "merged"
-    reports_cli("merge", str(a), str(b), "--output", str(out))
+    proc = reports_cli("merge", str(a), str(c), str(b), "--output", str(out))
+    assert f"{c} (shard 3/3): holds no case; merged without it" in proc.stderr
     assert [json.loads(line)["case_id"] for line in (out / "profile.jsonl").read_text().splitlines()] == ["a", "b"]
     assert sorted(p.parent.name for p in (out / "traces").rglob("*.json")) == ["a", "b"]
     assert (out / "report.html").is_file() and case_ids(out) == [c.id for c in CASES]
