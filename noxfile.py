@@ -28,7 +28,10 @@ nox.options.sessions = ["tests"]
 
 # Sessions that only read results need no torch (5.5 GB): pandas and the charts' libraries.
 # Keep in step with pyproject.toml's dependencies, less torch and torchvision.
-READER_DEPS = ["pandas>=2.0", "tabulate>=0.9", "matplotlib>=3.7", "scipy>=1.11", "jinja2>=3.1"]
+# A history on a PostgreSQL server (--history-db postgresql://…); keep in step with pyproject.toml.
+HISTORY_SERVER_DEPS = ["sqlalchemy>=2.0", "psycopg[binary]>=3.1"]
+READER_DEPS = ["pandas>=2.0", "tabulate>=0.9", "matplotlib>=3.7", "scipy>=1.11", "jinja2>=3.1",
+               *HISTORY_SERVER_DEPS]
 # After Ctrl-C, time for pytest to finish the case in hand and write benchmark.json and the
 # reports before nox escalates to SIGTERM (nox's default is 0.3 s, which loses them).
 INTERRUPT_TIMEOUT_S = 120.0
@@ -163,6 +166,14 @@ def gate(session: nox.Session) -> None:
     """Compare two result sets: nox -s gate -- BASELINE CURRENT; exit 0 pass, 1 regression, 2 unusable input."""
     python = install_reader(session)
     run_with_exit_status(session, python, "-m", "reports", "gate", *session.posargs)
+
+
+@nox.session
+def merge(session: nox.Session) -> None:
+    """Join the run folders of a run's shards: nox -s merge -- RUN... --output DIR [--history-db DB];
+    exit 0 merged, 2 unusable input (nothing written)."""
+    python = install_reader(session)
+    run_with_exit_status(session, python, "-m", "reports", "merge", *session.posargs)
 
 
 @nox.session

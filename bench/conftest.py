@@ -8,6 +8,7 @@ Each phase is a test function (``forward``, ``backward``, ``optimizer_step``,
 from __future__ import annotations
 
 import json
+import sys
 import time
 import warnings
 from collections import Counter
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from . import cases as matrix
-from . import count_plugin, datasets, environment, figures, isolate, max_batch, pipeline, profile_plugin
+from . import count_plugin, datasets, environment, figures, isolate, max_batch, pipeline, profile_plugin, shard
 from .faults import CaseFailure, Status, classify
 from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, FIGURES_FILE, HISTORY_DB
 from .flops import cpu_peak
@@ -56,8 +57,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--results-dir", dest="bb_results_dir", default=DEFAULT_RESULTS_DIR,
                     help="folder that receives one subfolder per run (default: results)")
     group.addoption("--history-db", dest="bb_history_db", default=None, metavar="PATH|URL",
-                    help="SQLite history every finished run is appended to: a path, sqlite:///PATH "
-                         "or file:PATH (default: RESULTS_DIR/history.sqlite)")
+                    help="history every finished run is appended to: an SQLite file (a path, sqlite:///PATH "
+                         "or file:PATH) or a shared server (postgresql://USER[:PASSWORD]@HOST[:PORT]/DB) "
+                         "(default: RESULTS_DIR/history.sqlite)")
+    group.addoption("--shard", dest="bb_shard", default=None, metavar="i/N",
+                    help="run part i of N of the selection (parts balanced by expected cost; the same "
+                         "on every machine): N machines each run one, `python -m reports merge` joins them")
     group.addoption("--isolate", dest="bb_isolate", action="store_true",
                     help="measure each case in a fresh Python process (cold compile, no shared state)")
     group.addoption("--compile-backend", dest="bb_compile_backend", default="inductor",
@@ -99,10 +104,14 @@ def pytest_configure(config: pytest.Config) -> None:
         selected = matrix.select(config.option.bb_preset, **overrides)
         profile_plugin.configure(config)
         config.stash[_MAX_BATCH] = max_batch.configure(config.option)
-    except ValueError as exc:  # a SelectionError, a bad --profile-schedule or --max-batch-memory
+        whole = len(selected)
+        if config.option.bb_shard and not config.option.bb_child:  # a child is pinned to one case
+            selected = shard.shard(selected, *shard.parse_shard(config.option.bb_shard))
+    except ValueError as exc:  # a SelectionError, a ShardError, a bad --profile-schedule or --max-batch-memory
         refuse(str(exc))
     if not selected:
-        refuse("the selection contains no case")
+        refuse(f"--shard {config.option.bb_shard}: this part holds no case (the selection has {whole}); "
+               "run fewer shards" if whole else "the selection contains no case")
     _check_image_sizes(selected)
     if any(case.phase in matrix.DATA_PHASES for case in selected):
         _configure_data(config)  # a bad --data-root stops the run before anything is measured
@@ -192,8 +201,15 @@ def run_settings(config: pytest.Config) -> dict[str, Any]:
     profiled = bool(config.option.bb_profile)
     # nox -s profile: short timing beside the traces (below pytest-benchmark's default 1.0 s).
     kind = "profile" if profiled and max_time < PROFILE_MAX_TIME else "bench"
-    return dict(run_kind=kind, benchmark_max_time=max_time,
-                benchmark_min_rounds=int(config.option.benchmark_min_rounds), profiled=profiled)
+    settings = dict(run_kind=kind, benchmark_max_time=max_time,
+                    benchmark_min_rounds=int(config.option.benchmark_min_rounds), profiled=profiled)
+    if config.option.bb_shard:  # which part of the selection (python -m reports merge joins them)
+        settings["shard"] = "{}/{}".format(*shard.parse_shard(config.option.bb_shard))
+    if "://" in str(config.option.bb_history_db or ""):  # a server's password stays out of the results
+        from reports.history import masked
+
+        settings["argv"] = masked(" ".join(sys.argv[1:]))
+    return settings
 
 
 def record_environment(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
@@ -401,15 +417,15 @@ def _check_history(config: pytest.Config) -> None:
 
 def _append_history(session: pytest.Session, run_dir: Path, exitstatus: int) -> tuple[str, bool]:
     """Append a finished run to the history: the summary line about it, and whether it failed."""
-    from reports.history import HistoryError, append_run
+    from reports.history import HistoryError, append_run, describe
 
     db = _history_db(session.config)
     if exitstatus == pytest.ExitCode.INTERRUPTED:
-        return f"{db}: not appended, the run was interrupted", False
+        return f"{describe(db)}: not appended, the run was interrupted", False
     try:
         count = append_run(run_dir, db)
     except (HistoryError, OSError) as exc:  # checked before the run; it may have changed since
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         return f"NOT appended: {exc}", True
-    return f"{db} (+{count} case{'' if count == 1 else 's'})", False
+    return f"{describe(db)} (+{count} case{'' if count == 1 else 's'})", False

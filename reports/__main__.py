@@ -3,7 +3,8 @@
 ``python -m reports --history`` draws each case's median over the runs in the history;
 ``python -m reports gate BASELINE CURRENT`` gates a change; ``python -m reports calibrate A B``
 stores noise floors from an A/A pair (see reports/gate/cli.py); ``python -m reports trace-diff
-BASE CURRENT`` compares two profiled runs' traces (reports/traces/diff.py).
+BASE CURRENT`` compares two profiled runs' traces (reports/traces/diff.py); ``python -m reports
+merge RUN... --output DIR`` joins the shards of a run (reports/merge.py).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def latest_run(results_dir: Path) -> Path:
     return max(runs, key=runs.get)
 
 
-SUBCOMMANDS = ("gate", "calibrate", "trace-diff")
+SUBCOMMANDS = ("gate", "calibrate", "trace-diff", "merge")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         from .traces import diff
 
         return diff.main(argv[1:])
+    if argv and argv[0] == "merge":
+        from . import merge
+
+        return merge.main(argv[1:])
     if argv and argv[0] in SUBCOMMANDS:
         from .gate import cli
 
@@ -55,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of one run: each case's median over the runs in the history "
                              "(writes history.html and history.md beside the history file)")
     parser.add_argument("--history-db", default=None, metavar="PATH|URL",
-                        help=f"the history file: a path, sqlite:///PATH or file:PATH "
-                             f"(default: RESULTS_DIR/{DEFAULT_NAME})")
+                        help=f"the history: a file (a path, sqlite:///PATH or file:PATH) or a "
+                             f"server (postgresql://USER@HOST/DB) (default: RESULTS_DIR/{DEFAULT_NAME})")
     args = parser.parse_args(argv)
     if args.history and args.run is not None:
         parser.error(f"--history reads the history file, not a run folder; drop {args.run}")

@@ -10,8 +10,10 @@ from bench.files import ENVIRONMENT_FILE
 
 # Fields expected to differ between comparable runs: when and from what revision they ran,
 # and readings that move with load (current clocks), not settings.
+# Fields expected to differ between runs (and between the shards of one run).
 VOLATILE = frozenset({"started_at", "git_commit", "git_dirty", "argv", "gpu_sm_clock_mhz",
-                      "gpu_mem_clock_mhz", "cpu_peak_flops"})
+                      "gpu_mem_clock_mhz", "cpu_peak_flops", "shard", "shards", "shards_missing",
+                      "environment_differences"})
 
 
 # Environment fields shown at the top of a report, in this order, with their labels.

@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from bench.files import HISTORY_HTML, HISTORY_MD
+from bench.files import DEFAULT_RESULTS_DIR, HISTORY_HTML, HISTORY_MD
 
 from .. import format as fmt
 from ..run.document import Cards, Charts, Note, Section, Table
@@ -21,7 +21,8 @@ from ..run.html import write_html
 from ..run.markdown import write_markdown
 from ..run.plots import WIDTH_IN, Chart, page_title, pages, render_png, style_axes
 from .changes import MIN_SHIFT, SHIFTS, latest_table, mark_shifts, runs_table, shifts_table
-from .store import HistoryError, load_history, locate
+from .postgres import is_server
+from .store import HistoryError, describe, load_history, locate
 
 BAND_NOTE = "Band: 95% confidence interval of the median. ▲ red: shifted slower than the run before; ▼ green: shifted faster."
 SHIFT_RULE = ("A shift is marked where the 95% confidence intervals of the medians of a case's "
@@ -73,17 +74,19 @@ def history_sections(marked: pd.DataFrame, shifts: pd.DataFrame, latest: pd.Data
 
 def write_history_report(db: Path | str, out_dir: Path | str | None = None,
                          min_shift: float = MIN_SHIFT) -> dict[str, Path]:
-    """Write ``history.html`` and ``history.md`` (beside the history file by default)."""
-    path = locate(db)
-    history = load_history(path)
+    """Write ``history.html`` and ``history.md`` (beside the history file by default; for a
+    server's history, in the results folder)."""
+    name = describe(db)
+    history = load_history(db)
     marked = mark_shifts(history, min_shift)
     if marked.empty:
-        raise HistoryError(f"{path}: no measured case in the history yet")
-    out = Path(out_dir) if out_dir is not None else path.parent
+        raise HistoryError(f"{name}: no measured case in the history yet")
+    default = Path(DEFAULT_RESULTS_DIR) if is_server(db) else locate(db).parent
+    out = Path(out_dir) if out_dir is not None else default
     out.mkdir(parents=True, exist_ok=True)
     runs = runs_table(history)
     sections = history_sections(marked, shifts_table(marked), latest_table(marked), runs, min_shift)
-    title = f"blitzbench history — {path.name}"
+    title = f"blitzbench history — {name if is_server(db) else locate(db).name}"
     subtitle = (f"{len(runs)} runs, from {runs['run'].iloc[0]} to {runs['run'].iloc[-1]} · "
                 f"written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     md_path, html_path = out / HISTORY_MD, out / HISTORY_HTML

@@ -13,6 +13,8 @@ transaction and a second writer waits for the first (busy timeout), so two runs 
 at the same time both land. The default rollback journal, not write-ahead logging: it
 leaves no -wal/-shm files beside the history and also works on network file systems.
 A file that is not a blitzbench history (or is damaged) is reported and never written to.
+A ``postgresql://`` location keeps the same tables on a server that several machines share
+(``postgres.py``); everything here but the SQLite file handling serves both.
 """
 
 from __future__ import annotations
@@ -22,42 +24,31 @@ import math
 import sqlite3
 import time
 from contextlib import closing, contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
 
-from bench.cases import CASE_DEFAULTS, CASE_FIELDS, ROW_FIELDS, Case
+from bench.cases import CASE_DEFAULTS
 from bench.files import DEFAULT_RESULTS_DIR, HISTORY_DB
 
 from ..environment import read_environment
-from ..load import ResultsError, load
+from ..load import load
 from ..run.tables import matrix_order
 from ..schema import View, get
 from ..stats import derive
+from . import postgres
+from .layout import COLUMNS, FIGURES, TABLE, HistoryError, free_name
 
 DEFAULT_NAME = HISTORY_DB
-TABLE = "case_runs"
-FIGURES = "figures"
 BUSY_TIMEOUT_S = 60.0
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Per row, from its run's environment: what kind of run and how long pytest-benchmark timed
 # each case. Shifts are marked only between runs that agree on both.
 RUN_KIND, MAX_TIME, DEFAULT_KIND = "run_kind", "benchmark_max_time", "bench"
 
-# What a run adds beside the row fields: when and from what it ran, and where its results are.
-RUN_COLUMNS = ("git_commit", "started_at", "environment", "times_s", "run_dir")
-_INTEGER_FIELDS = {f.name for f in fields(Case) if f.type in (int, "int")}
-COLUMNS = {"run": "TEXT NOT NULL", "case_id": "TEXT NOT NULL",
-           **{c: "INTEGER" if c in _INTEGER_FIELDS else "TEXT" for c in ROW_FIELDS if c != "case_id"},
-           **{c: "TEXT" for c in RUN_COLUMNS}, "recorded_at": "REAL"}
 FIGURES_SCHEMA = (f"CREATE TABLE IF NOT EXISTS {FIGURES} (run TEXT NOT NULL, case_id TEXT NOT NULL, "
                   "name TEXT NOT NULL, value REAL, text TEXT, PRIMARY KEY (run, case_id, name))")
-
-
-class HistoryError(ResultsError):
-    """The history file cannot be used; the message names it and what to do."""
 
 
 def locate(spec: str | Path) -> Path:
@@ -68,19 +59,28 @@ def locate(spec: str | Path) -> Path:
     if text.startswith("file:"):
         return Path(text.removeprefix("file:").removeprefix("//"))
     if "://" in text:
-        raise HistoryError(f"unsupported history location {text!r}; valid forms: a file path, "
-                           "sqlite:///PATH or file:PATH (the history is an SQLite file)")
+        raise HistoryError(f"unsupported history location {postgres.masked(text)!r}; valid forms: a file path, "
+                           "sqlite:///PATH or file:PATH (an SQLite file), postgresql://USER@HOST[:PORT]/DB "
+                           "(a PostgreSQL server)")
     return Path(text)
+
+
+def describe(spec: str | Path) -> str:
+    """The history as messages and pages name it: its file, or its URL without the password."""
+    return postgres.masked(str(spec)) if postgres.is_server(spec) else str(locate(spec))
 
 
 # --- opening safely --------------------------------------------------------------------
 
 
-def check(db: Path | str) -> Path:
-    """The history file of ``db``, once it is known writable: a file that is not a blitzbench
+def check(db: Path | str) -> Path | str:
+    """The history of ``db``, once it is known writable: a file that is not a blitzbench
     history is refused untouched; otherwise the file is opened for writing (created, with the
     schema, where absent), so that a run learns before measuring that it could not append.
-    Raises ``HistoryError`` naming the path."""
+    A server is connected to and its tables created where absent. Raises ``HistoryError``
+    naming the path (or the URL, password masked)."""
+    if postgres.is_server(db):
+        return postgres.check(str(db))
     path = locate(db)
     _check(path)
     try:
@@ -167,6 +167,9 @@ def append_run(run_dir: Path | str, db: Path | str, environment: dict[str, Any] 
     df = load(run_dir)
     env = read_environment(run_dir) if environment is None else environment
     records = _records(df, env, run_dir)
+    if postgres.is_server(db):
+        postgres.append(str(db), run_dir.name, str(run_dir.resolve()), records)
+        return len(records)
     names = list(COLUMNS)
     sql = (f"INSERT OR REPLACE INTO {TABLE} ({', '.join(names)}) "
            f"VALUES ({', '.join('?' for _ in names)})")
@@ -192,17 +195,11 @@ def append_run(run_dir: Path | str, db: Path | str, environment: dict[str, Any] 
 
 
 def _run_name(conn: sqlite3.Connection, run_dir: Path) -> str:
-    """The folder's name, unless another folder of that name is already in the history
-    (two results folders, one history): then ``NAME-1``, ``NAME-2``…, as new_run_dir names
-    runs started in the same second. Appending the same folder again replaces its rows."""
-    folder = str(run_dir.resolve())
+    """The folder's name, or NAME-1… where another folder of that name is in the history
+    (``layout.free_name``). Appending the same folder again replaces its rows."""
     taken = dict(conn.execute(f"SELECT DISTINCT run, run_dir FROM {TABLE} WHERE run = ? OR run LIKE ?",
                               (run_dir.name, f"{run_dir.name}-%")).fetchall())
-    name, suffix = run_dir.name, 0
-    while name in taken and taken[name] != folder:
-        suffix += 1
-        name = f"{run_dir.name}-{suffix}"
-    return name
+    return free_name(run_dir.name, taken, str(run_dir.resolve()))
 
 
 def _records(df: pd.DataFrame, env: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
@@ -264,18 +261,8 @@ def load_history(db: Path | str) -> pd.DataFrame:
     """Every stored (run, case) row in run order, a column per figure; ``times_s`` as lists of
     seconds. Figures come from the figures table and, in a file written before it, from the
     columns of ``case_runs`` (the figures table wins where a row has both)."""
-    path = locate(db)
-    if not path.is_file():
-        raise HistoryError(f"{path}: no history yet; every `nox -s bench` run appends to "
-                           f"{DEFAULT_RESULTS_DIR}/{DEFAULT_NAME} (or the --history-db it is given)")
-    _check(path)
-    try:
-        with _read_only(path) as conn:
-            names = _tables(conn)
-            df = pd.read_sql_query(f"SELECT * FROM {TABLE}", conn) if TABLE in names else None
-            long = pd.read_sql_query(f"SELECT * FROM {FIGURES}", conn) if FIGURES in names else None
-    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
-        raise HistoryError(f"{path}: cannot read the history ({exc})") from None
+    df, long = postgres.read(str(db)) if postgres.is_server(db) else _read_file(locate(db))
+    path = describe(db)
     if df is None or df.empty:
         raise HistoryError(f"{path}: the history holds no run yet")
     if long is not None and not long.empty:
@@ -290,6 +277,22 @@ def load_history(db: Path | str) -> pd.DataFrame:
     df[MAX_TIME] = pd.to_numeric(pd.Series([t for _, t in settings], index=df.index, dtype=object))
     # Runs in the order they started (a --run-dir folder need not be named by its time).
     return order_runs(derive(df))
+
+
+def _read_file(path: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """``(case_runs, figures)`` of an SQLite history file (None for a table it lacks)."""
+    if not path.is_file():
+        raise HistoryError(f"{path}: no history yet; every `nox -s bench` run appends to "
+                           f"{DEFAULT_RESULTS_DIR}/{DEFAULT_NAME} (or the --history-db it is given)")
+    _check(path)
+    try:
+        with _read_only(path) as conn:
+            names = _tables(conn)
+            df = pd.read_sql_query(f"SELECT * FROM {TABLE}", conn) if TABLE in names else None
+            long = pd.read_sql_query(f"SELECT * FROM {FIGURES}", conn) if FIGURES in names else None
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+        raise HistoryError(f"{path}: cannot read the history ({exc})") from None
+    return df, long
 
 
 def _environment(text: Any) -> dict[str, Any]:
