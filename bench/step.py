@@ -278,16 +278,41 @@ def backend_settings(case: Case) -> Iterator[None]:
         yield
         return
     cudnn = torch.backends.cudnn
-    # The matmul precision, not allow_tf32: it also holds "medium", which allow_tf32 cannot restore.
-    saved = (torch.get_float32_matmul_precision(), cudnn.allow_tf32, cudnn.benchmark)
+    restore_tf32, benchmark = _tf32_restorer(), cudnn.benchmark
     try:
-        torch.backends.cuda.matmul.allow_tf32 = case.tf32
+        # The matmul precision, not matmul.allow_tf32 (the same switch): torch 2.9+ refuses to read
+        # its flags after a mix of its old and new TF32 setters, and this one leaves them readable.
+        torch.set_float32_matmul_precision("high" if case.tf32 else "highest")
         cudnn.allow_tf32 = case.tf32
         cudnn.benchmark = case.cudnn_benchmark
         yield
     finally:
-        torch.set_float32_matmul_precision(saved[0])
-        cudnn.allow_tf32, cudnn.benchmark = saved[1], saved[2]
+        restore_tf32()
+        cudnn.benchmark = benchmark
+
+
+def _tf32_restorer() -> Callable[[], None]:
+    """What puts the TF32 settings back as they are now: the matmul precision (it also holds
+    "medium", which allow_tf32 cannot) and cuDNN's flag; or, where the process set them through
+    torch 2.9+'s ``fp32_precision`` in a way the old readers refuse, those values themselves."""
+    cudnn = torch.backends.cudnn
+    try:
+        precision, allow = torch.get_float32_matmul_precision(), cudnn.allow_tf32
+    except RuntimeError:  # "mix of the legacy and new APIs": read and restore the new ones
+        backends = (torch.backends.cuda.matmul, cudnn.conv, cudnn.rnn)
+        saved = [b.fp32_precision for b in backends]
+
+        def restore_new() -> None:
+            for backend, value in zip(backends, saved):
+                backend.fp32_precision = value
+
+        return restore_new
+
+    def restore() -> None:
+        torch.set_float32_matmul_precision(precision)
+        cudnn.allow_tf32 = allow
+
+    return restore
 
 
 # The settings of the step built last: it runs after build_step returns (the harness's calls, its
