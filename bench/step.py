@@ -348,6 +348,14 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
         raise ValueError(f"unknown phase {case.phase!r}; phases with a builder: "
                          f"{', '.join(PHASE_BUILDERS)}") from None
     compile_kwargs = compile_options(case, compile_backend) if case.mode == "compile" else {}
+    if case.mode == "compile":
+        # Dynamo's caches as in a fresh process. Without this, compiling a new instance of a model
+        # class reuses the graph an earlier case compiled when its guards pass (torch 2.15 does, for
+        # the same mode), though compiled under that case's settings (TF32 is not guarded); and each
+        # variant adds an entry to the same code objects (forward, Optimizer.step), up to dynamo's
+        # recompile limit (8), past which it runs them eagerly. Inductor's on-disk caches stay
+        # (compile_cache says when they hit).
+        torch.compiler.reset()
     hold_backend_settings(case)  # before building: cuDNN and inductor read them from the start
     spec = models.get_spec(case.model)
     dtype = getattr(torch, case.dtype)

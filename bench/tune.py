@@ -26,6 +26,7 @@ from . import cases as matrix
 from .cases import Case, SelectionError
 from .environment import ROOT
 from .files import DEFAULT_RESULTS_DIR
+from .harness import cuda_available
 from .optimizers import implementations, supported_devices
 from .results import new_run_dir
 from .step import skip_reason
@@ -232,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, pytest_args = parser().parse_args(argv[:split]), argv[split + 1:]
     try:
         choices = check(args)
+        if choices.device == "cuda" and not cuda_available():
+            raise SelectionError("--device cuda: CUDA is not available on this machine; valid choices here: cpu")
         if not args.max_time > 0:
             raise SelectionError(f"invalid --max-time {args.max_time}; expected a positive number of seconds")
         grid = build_grid(choices, quick=args.quick)

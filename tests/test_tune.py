@@ -79,8 +79,13 @@ def test_compile_mode_reaches_torch_compile_and_the_id(monkeypatch):
     real_compile = torch.compile
     # Record the arguments and compile nothing (a compile costs ~20 s here; tune's test does one).
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: calls.append(kw) or fn)
+    resets = []
+    monkeypatch.setattr(torch.compiler, "reset", lambda: resets.append(1))
     build_step(compiled)
     assert calls == [dict(backend="inductor", mode="max-autotune")] * 2  # the model and optimizer.step
+    assert resets == [1]  # each compiled case starts from dynamo's empty caches
+    build_step(case())
+    assert resets == [1]  # an eager one leaves them
     calls.clear()
     build_step(replace(compiled, compile_mode="default"))
     assert calls == [dict(backend="inductor")] * 2
@@ -199,6 +204,12 @@ def test_bad_input_exits_2_naming_the_choices_before_measuring(argv, message, tm
     assert bench_main(["tune", *argv, "--results-dir", str(tmp_path / "results")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "results").exists()  # nothing measured, no run folder
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: tune --device cuda measures")
+def test_tune_on_cuda_without_cuda_exits_2(tmp_path, capsys):
+    assert bench_main(["tune", "fashion_mlp", "--device", "cuda", "--results-dir", str(tmp_path / "r")]) == 2
+    assert "--device cuda: CUDA is not available on this machine" in capsys.readouterr().err
 
 
 def test_an_unknown_command_exits_2():
