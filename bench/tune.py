@@ -22,6 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
+import models
+
 from . import cases as matrix
 from .cases import Case, SelectionError
 from .environment import ROOT
@@ -157,9 +161,6 @@ def device_left_out(c: Choices) -> tuple[Choices, list[str]]:
 
 def _has_convolution(model: str) -> bool:
     """Whether the model has a convolution (built on the meta device: no memory, no time)."""
-    import models
-    import torch
-
     with torch.device("meta"):
         module = models.get_spec(model).build()
     nn = torch.nn
