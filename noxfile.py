@@ -117,6 +117,15 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def tune(session: nox.Session) -> None:
+    """Find the fastest configuration of one model's phase: nox -s tune -- MODEL [--phase train_step]
+    [--device cuda] [--quick] [--max-time S] ...: eager and each compile mode x AMP x memory format x
+    optimizer implementation, measured as bench measures, sorted, with the speedup over the seed's."""
+    python = install(session)
+    run_measuring(session, python, "-m", "bench", "tune", *session.posargs)
+
+
+@nox.session
 def report(session: nox.Session) -> None:
     """Re-render the report of a results folder (default: the latest run); with ``-- --history``,
     the history page (results/history.html)."""

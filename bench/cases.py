@@ -198,7 +198,7 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
         raise SelectionError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
     import models
 
-    from .optimizers import list_optimizers
+    from .optimizers import seed_optimizers
 
     base = dict(dtypes=("float32",), batch_sizes=(DEFAULT_BATCH_SIZE,), num_workers=(0,), pin_memory=(False,),
                 persistent_workers=(False,), prefetch_factor=(None,), transforms=("v1",), image_sizes=(None,),
@@ -231,7 +231,7 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
                        for name, batch in vision.CUDA_BATCH_SIZES.items())]
     if preset == "default":
         return [
-            dict(base, models=_seed_models(), optimizers=tuple(list_optimizers()), phases=STEP_PHASES,
+            dict(base, models=_seed_models(), optimizers=tuple(seed_optimizers()), phases=STEP_PHASES,
                  devices=("cpu",), modes=("eager",)),
             dict(base, models=("lenet", "fashion_mlp"), optimizers=("sgd", "adam"),
                  phases=("train_step",), devices=("cpu",), modes=("compile",)),
@@ -239,7 +239,7 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
     # full: the seed models in every way (the ~80 torchvision models have their own preset,
     # vision, and are selected by name: all of them in every way would be ~10,000 cases).
     return [
-        dict(base, models=_seed_models(), optimizers=tuple(list_optimizers()),
+        dict(base, models=_seed_models(), optimizers=tuple(seed_optimizers()),
              phases=PHASES, devices=DEVICES, modes=MODES),
     ]
 

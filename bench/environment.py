@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -61,6 +61,25 @@ def gpu_info() -> dict[str, Any]:
     return info
 
 
+def _flag(read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except RuntimeError:  # torch 2.9+ after a mix of its old and new TF32 setters refuses old readers
+        return "unreadable (old and new TF32 settings mixed)"
+
+
+def tf32_settings() -> dict[str, Any]:
+    """The process's TensorFloat-32 defaults, which CUDA cases without ``tf32`` override (and
+    restore): the old switches, and torch 2.9+'s per-backend ``fp32_precision`` where it exists."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    env: dict[str, Any] = dict(tf32_matmul=_flag(lambda: matmul.allow_tf32), tf32_cudnn=_flag(lambda: cudnn.allow_tf32),
+                               float32_matmul_precision=_flag(torch.get_float32_matmul_precision))
+    if hasattr(matmul, "fp32_precision"):
+        env.update(fp32_precision_cuda_matmul=matmul.fp32_precision,
+                   fp32_precision_cudnn_conv=cudnn.conv.fp32_precision)
+    return env
+
+
 def collect() -> dict[str, Any]:
     """A flat dict of strings, numbers and booleans, written to ``environment.json``."""
     cudnn = torch.backends.cudnn
@@ -80,13 +99,11 @@ def collect() -> dict[str, Any]:
         torch_num_threads=torch.get_num_threads(),
         load_avg_1m=os.getloadavg()[0],
         cpu_governor=_read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-        tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
-        tf32_cudnn=cudnn.allow_tf32,
-        float32_matmul_precision=torch.get_float32_matmul_precision(),
         cudnn_benchmark=cudnn.benchmark,
         cudnn_deterministic=cudnn.deterministic,
         argv=" ".join(sys.argv[1:]),
     )
+    env.update(tf32_settings())
     env.update(gpu_info())
     env.update(git_info())
     return env

@@ -14,9 +14,9 @@ memory and profiling passes and the accuracy check all go through it. Nothing he
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ import models
 from . import correctness, pipeline  # noqa: F401  (correctness: its pass checks what steps compute)
 from .cases import Case
 from .faults import UnsupportedCase
-from .optimizers import make_optimizer, supported_devices
+from .optimizers import make_optimizer, supported_devices, unavailable_reason
 
 # Untimed work before each call (backward: build the graph); returns (args, kwargs) for fn.
 Setup = Callable[[], tuple[tuple, dict]]
@@ -233,21 +233,102 @@ def check_supported(case: Case) -> None:
         raise UnsupportedCase(
             f"optimizer {case.optimizer!r} does not run on {case.device}; it supports {', '.join(devices)}"
         )
-    spec = models.get_spec(case.model)
     if case.amp != "off" and case.dtype != "float32":
         raise UnsupportedCase(f"--amp {case.amp} autocasts float32 weights; this case's dtype is {case.dtype}")
     if case.amp != "off" and case.phase in ("data", "epoch"):
         raise UnsupportedCase(f"--amp {case.amp} applies to the step phases, not {case.phase}")
-    reason = None
-    if case.amp == "float16" and case.device != "cuda":
-        reason = f"--amp float16 runs on CUDA only (this case is on {case.device})"
-    elif case.memory_format == "channels_last" and (spec.flatten_input or len(spec.input_shape) != 3):
-        reason = (f"channels_last needs 4-D (N, C, H, W) inputs; model {case.model!r} takes "
-                  f"{'flattened ' if spec.flatten_input else ''}inputs of shape {spec.input_shape}")
+    reason = skip_reason(case)
     if reason is not None:
         import pytest
 
         pytest.skip(reason)
+
+
+def skip_reason(case: Case) -> str | None:
+    """Why a case cannot run on this machine or torch (it is skipped), or None."""
+    spec = models.get_spec(case.model)
+    if case.optimizer and (reason := unavailable_reason(case.optimizer, case.device)):
+        return reason  # a torch without the optimizer's fused kernel for the device
+    if case.amp == "float16" and case.device != "cuda":
+        return f"--amp float16 runs on CUDA only (this case is on {case.device})"
+    if case.memory_format == "channels_last" and (spec.flatten_input or len(spec.input_shape) != 3):
+        return (f"channels_last needs 4-D (N, C, H, W) inputs; model {case.model!r} takes "
+                f"{'flattened ' if spec.flatten_input else ''}inputs of shape {spec.input_shape}")
+    return None
+
+
+def compile_options(case: Case, backend: str) -> dict[str, Any]:
+    """torch.compile's arguments for a compiled case: the backend, and the case's mode when it is
+    not the default. Modes are inductor's (reduce-overhead: CUDA graphs; max-autotune: kernel
+    autotuning); another backend with a mode is refused rather than run under a wrong id."""
+    if case.compile_mode == "default":
+        return dict(backend=backend)
+    if backend != "inductor":
+        raise UnsupportedCase(f"compile mode {case.compile_mode!r} is a mode of the inductor backend; "
+                              f"--compile-backend {backend} has none (select --compile-modes default)")
+    return dict(backend=backend, mode=case.compile_mode)
+
+
+@contextmanager
+def backend_settings(case: Case) -> Iterator[None]:
+    """A CUDA case's TensorFloat-32 (matmuls and cuDNN convolutions) and cuDNN autotuner settings,
+    the previous process-wide values restored on exit; other devices leave them alone. Each CUDA
+    case sets all three, so a case runs as its id says whatever ran before it."""
+    if case.device != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    restore_tf32, benchmark = _tf32_restorer(), cudnn.benchmark
+    try:
+        # The matmul precision, not matmul.allow_tf32 (the same switch): torch 2.9+ refuses to read
+        # its flags after a mix of its old and new TF32 setters, and this one leaves them readable.
+        torch.set_float32_matmul_precision("high" if case.tf32 else "highest")
+        cudnn.allow_tf32 = case.tf32
+        cudnn.benchmark = case.cudnn_benchmark
+        yield
+    finally:
+        restore_tf32()
+        cudnn.benchmark = benchmark
+
+
+def _tf32_restorer() -> Callable[[], None]:
+    """What puts the TF32 settings back as they are now: the matmul precision (it also holds
+    "medium", which allow_tf32 cannot) and cuDNN's flag; or, where the process set them through
+    torch 2.9+'s ``fp32_precision`` in a way the old readers refuse, those values themselves."""
+    cudnn = torch.backends.cudnn
+    try:
+        precision, allow = torch.get_float32_matmul_precision(), cudnn.allow_tf32
+    except RuntimeError:  # "mix of the legacy and new APIs": read and restore the new ones
+        backends = (torch.backends.cuda.matmul, cudnn.conv, cudnn.rnn)
+        saved = [b.fp32_precision for b in backends]
+
+        def restore_new() -> None:
+            for backend, value in zip(backends, saved):
+                backend.fp32_precision = value
+
+        return restore_new
+
+    def restore() -> None:
+        torch.set_float32_matmul_precision(precision)
+        cudnn.allow_tf32 = allow
+
+    return restore
+
+
+# The settings of the step built last: it runs after build_step returns (the harness's calls, its
+# timed rounds, the passes), so they stay in effect until the next step is built or they are released.
+_HELD = ExitStack()
+
+
+def hold_backend_settings(case: Case) -> None:
+    """Restore what the previous step changed, then put ``case``'s settings in effect."""
+    release_backend_settings()
+    _HELD.enter_context(backend_settings(case))
+
+
+def release_backend_settings() -> None:
+    """Restore the process-wide values the last built step changed (nothing when none did)."""
+    _HELD.close()
 
 
 def autocast_for(case: Case) -> Callable[[], AbstractContextManager]:
@@ -266,6 +347,16 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
     except KeyError:
         raise ValueError(f"unknown phase {case.phase!r}; phases with a builder: "
                          f"{', '.join(PHASE_BUILDERS)}") from None
+    compile_kwargs = compile_options(case, compile_backend) if case.mode == "compile" else {}
+    if case.mode == "compile":
+        # Dynamo's caches as in a fresh process. Without this, compiling a new instance of a model
+        # class reuses the graph an earlier case compiled when its guards pass (torch 2.15 does, for
+        # the same mode), though compiled under that case's settings (TF32 is not guarded); and each
+        # variant adds an entry to the same code objects (forward, Optimizer.step), up to dynamo's
+        # recompile limit (8), past which it runs them eagerly. Inductor's on-disk caches stay
+        # (compile_cache says when they hit).
+        torch.compiler.reset()
+    hold_backend_settings(case)  # before building: cuDNN and inductor read them from the start
     spec = models.get_spec(case.model)
     dtype = getattr(torch, case.dtype)
     torch.manual_seed(rng_seed)
@@ -283,7 +374,7 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
     # Dropout is active where gradients are taken (train) and off for inference (eval).
     model.train(case.phase != "forward")
     run_model: Callable[[torch.Tensor], torch.Tensor] = (
-        torch.compile(model, backend=compile_backend) if case.mode == "compile" else model
+        torch.compile(model, **compile_kwargs) if case.mode == "compile" else model
     )
 
     def loss() -> torch.Tensor:
@@ -295,7 +386,7 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
               else None)
     opt_step: Callable[[], Any] = optimizer.step if optimizer else (lambda: None)
     if optimizer is not None and case.mode == "compile":
-        opt_step = torch.compile(optimizer.step, backend=compile_backend)
+        opt_step = torch.compile(optimizer.step, **compile_kwargs)
 
     workload = Workload(case=case, model=model, run_model=run_model, inputs=inputs, target=target,
                         loss=loss, optimizer=optimizer, opt_step=opt_step, criterion=criterion,

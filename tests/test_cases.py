@@ -2,7 +2,7 @@ import pytest
 
 from bench import cases as matrix
 from bench.cases import Case, SelectionError
-from bench.optimizers import list_optimizers
+from bench.optimizers import implementations, list_optimizers, seed_optimizers
 
 
 def test_ids_read_like_pytest_ids():
@@ -30,7 +30,7 @@ def test_forward_and_backward_are_not_repeated_per_optimizer():
     cases = matrix.select("full", models=("lenet",), devices=("cpu",), modes=("eager",))
     assert sum(c.phase == "forward" for c in cases) == 1
     assert sum(c.phase == "backward" for c in cases) == 1
-    assert sum(c.phase == "train_step" for c in cases) == len(list_optimizers())
+    assert sum(c.phase == "train_step" for c in cases) == len(seed_optimizers())
     assert all(c.optimizer is None for c in cases if c.phase in ("forward", "backward"))
 
 
@@ -113,3 +113,15 @@ def test_compile_modes_cuda_settings_and_distribution_vary_only_where_they_exist
         matrix.parse_axis("compile_modes", "turbo")
     with pytest.raises(SelectionError, match=r"invalid value '0' for --world-sizes; expected integers of at least 1"):
         matrix.parse_axis("world_sizes", "0")
+
+
+def test_optimizer_implementations_are_entries_kept_out_of_the_presets():
+    new = {"adam_foreach", "adam_fused", "adamw_foreach", "adamw_fused", "sgd_foreach", "sgd_fused"}
+    assert new <= set(list_optimizers()) and not new & set(seed_optimizers())
+    assert implementations("adam") == ["adam", "adam_foreach", "adam_fused"]
+    assert implementations("rmsprop") == ["rmsprop"]
+    for preset in ("default", "full"):
+        assert not {c.optimizer for c in matrix.select(preset)} & new, preset
+    # Selected by name like any optimizer, with the implementation in the id.
+    cases = matrix.select("smoke", models=("fashion_mlp",), phases=("train_step",), optimizers=("adam_fused",))
+    assert [c.id for c in cases] == ["train_step[fashion_mlp-adam_fused-cpu-eager-b64]"]
