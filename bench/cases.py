@@ -111,6 +111,27 @@ AXES = ("models", "optimizers", "phases", "devices", "modes", "dtypes", "batch_s
         "num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms",
         "image_sizes", "amp", "memory_formats", "compile_modes", "tf32", "cudnn_benchmark",
         "distributed", "world_sizes")
+# Each axis is the comma-list option for one Case field.
+AXIS_FIELDS: dict[str, str] = {
+    "models": "model", "optimizers": "optimizer", "phases": "phase", "devices": "device", "modes": "mode",
+    "dtypes": "dtype", "batch_sizes": "batch_size", "num_workers": "num_workers", "pin_memory": "pin_memory",
+    "persistent_workers": "persistent_workers", "prefetch_factor": "prefetch_factor",
+    "transforms": "transforms", "image_sizes": "image_size", "amp": "amp", "memory_formats": "memory_format",
+    "compile_modes": "compile_mode", "tf32": "tf32", "cudnn_benchmark": "cudnn_benchmark",
+    "distributed": "distributed", "world_sizes": "world_size",
+}
+
+
+def axis_value(value: object) -> str | None:
+    """A case field's value as its option spells it (``on``/``off`` for switches); None for a
+    value no option spells (a model's default image size, torch's default prefetch)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
 # The DataLoader axes: they vary only the data phases (other phases keep the seed's values).
 PIPELINE_AXES = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms")
 # The model's input and arithmetic: they vary the step phases only (the data and epoch

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .cases import Case
+from .cases import AXIS_FIELDS, Case, axis_value
 from .files import BENCHMARK_JSON, CASES_FILE, ISOLATED_DIR
 
 CHILD_DIR = ISOLATED_DIR
@@ -28,16 +28,10 @@ _DROP_FLAGS = {"--isolate"}
 def child_args(config: pytest.Config, case: Case, run_dir: Path) -> list[str]:
     """The parent's own arguments, then options that pin the child to one case and folder."""
     args = [a for a in config.invocation_params.args if a not in _DROP_FLAGS]
-    pinned = dict(models=case.model, phases=case.phase, devices=case.device, modes=case.mode,
-                  dtypes=case.dtype, batch_sizes=str(case.batch_size),
-                  optimizers=case.optimizer or "sgd",  # forward/backward ignore the optimizer axis
-                  num_workers=str(case.num_workers), pin_memory="on" if case.pin_memory else "off",
-                  persistent_workers="on" if case.persistent_workers else "off", transforms=case.transforms,
-                  amp=case.amp, memory_formats=case.memory_format)
-    if case.image_size is not None:  # None is the model's default: the parent's selection has it
-        pinned["image_sizes"] = str(case.image_size)
-    if case.prefetch_factor is not None:  # None is torch's default: the parent's selection has it
-        pinned["prefetch_factor"] = str(case.prefetch_factor)
+    values = {axis: axis_value(getattr(case, field)) for axis, field in AXIS_FIELDS.items()}
+    values["optimizers"] = case.optimizer or "sgd"  # forward/backward ignore the optimizer axis
+    # None: the parent's selection has that default (a model's image size, torch's prefetch).
+    pinned = {axis: value for axis, value in values.items() if value is not None}
     for axis, value in pinned.items():
         args += [f"--{axis.replace('_', '-')}", value]  # later options win over the parent's
     child_json = run_dir / CHILD_DIR / f"{abs(hash(case.id)):x}.json"

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from bench import cases as matrix
@@ -125,3 +127,24 @@ def test_optimizer_implementations_are_entries_kept_out_of_the_presets():
     # Selected by name like any optimizer, with the implementation in the id.
     cases = matrix.select("smoke", models=("fashion_mlp",), phases=("train_step",), optimizers=("adam_fused",))
     assert [c.id for c in cases] == ["train_step[fashion_mlp-adam_fused-cpu-eager-b64]"]
+
+
+def test_every_axis_is_a_case_field_and_an_isolated_child_is_pinned_to_all_of_them():
+    from bench.isolate import child_args
+
+    assert set(matrix.AXIS_FIELDS) == set(matrix.AXES)
+    assert set(matrix.AXIS_FIELDS.values()) == set(matrix.CASE_FIELDS)
+    case = Case(phase="train_step", model="lenet", optimizer="adam", device="cuda", mode="compile",
+                compile_mode="max-autotune", tf32=True, cudnn_benchmark=True, amp="bfloat16",
+                image_size=32, memory_format="channels_last")
+
+    class Config:
+        class invocation_params:
+            args = ("bench", "--compile-modes", "default,max-autotune", "--tf32", "off,on")
+
+    args = child_args(Config, case, Path("/tmp"))
+    # The last value of each option wins: the child selects exactly this case.
+    last = {flag: args[len(args) - 1 - args[::-1].index(flag) + 1]
+            for flag in ("--compile-modes", "--tf32", "--cudnn-benchmark", "--distributed", "--world-sizes")}
+    assert last == {"--compile-modes": "max-autotune", "--tf32": "on", "--cudnn-benchmark": "on",
+                    "--distributed": "off", "--world-sizes": "1"}
