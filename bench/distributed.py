@@ -270,7 +270,7 @@ def run_case(launch: Launch, case: Case) -> dict[str, Any] | None:
             f"{case.id}: the ranks never met {where} within --rdzv-timeout {settings.rdzv_timeout_s:g} s "
             f"(is every node started with the same command and --rdzv-endpoint, node 0 at that address, "
             f"the port free and reachable?); torchrun's last lines ({log_path}):\n{tail(log_text)}")
-    raise RankFailure.from_files(case, folder, name, log_text, log_path, proc.returncode)
+    raise RankFailure.from_files(folder, name, log_text, log_path, proc.returncode, node_rank, nproc)
 
 
 class RankFailure(CaseFailure):
@@ -281,14 +281,14 @@ class RankFailure(CaseFailure):
         self.status = status
 
     @classmethod
-    def from_files(cls, case: Case, folder: Path, name: str, log_text: str, log_path: Path,
-                   code: int) -> "RankFailure":
+    def from_files(cls, folder: Path, name: str, log_text: str, log_path: Path, code: int, node_rank: int,
+                   nproc: int) -> "RankFailure":
         """The failing rank's own error when it wrote one, else torchrun's account of its exit.
         torchrun's first observed failure names the rank that failed first: the others then
         fail too (their peer is gone), and their errors say only that."""
         errors = {e["rank"]: e for e in (json.loads(p.read_text(encoding="utf-8"))
                                          for p in folder.glob(f"{name}.rank*.error.json"))}
-        cause = torchrun_root_cause(log_text)
+        cause = torchrun_root_cause(log_text, node_rank, nproc)
         if cause is not None and cause[0] in errors:
             first = errors[cause[0]]
         elif cause is not None:
@@ -301,15 +301,17 @@ class RankFailure(CaseFailure):
         return cls(f"rank {first['rank']}: {first['error']}", Status(first["status"]))
 
 
-def torchrun_root_cause(log_text: str) -> tuple[int, str] | None:
-    """torchrun's "Root Cause" summary: the rank that failed first, and how, in one line."""
-    match = re.search(r"Root Cause.*?host\s*:\s*(\S+).*?rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\).*?"
-                      r"exitcode\s*:\s*(-?\d+)", log_text, re.DOTALL)
+def torchrun_root_cause(log_text: str, node_rank: int, nproc: int) -> tuple[int, str] | None:
+    """torchrun's "Root Cause" summary (this node's first failed worker): its rank, counted as
+    the rows count them (node rank × nproc + local rank), and how it ended, in one line."""
+    match = re.search(r"Root Cause.*?host\s*:\s*(\S+).*?local_rank:\s*(\d+)\).*?exitcode\s*:\s*(-?\d+)",
+                      log_text, re.DOTALL)
     if not match:
         return None
-    host, rank, local, code = match.groups()
-    how = f"signal {-int(code)}" if int(code) < 0 else f"exit code {code}"
-    return int(rank), f"rank {rank} (local rank {local} on {host}) died partway, with {how}"
+    host, local, code = match.group(1), int(match.group(2)), int(match.group(3))
+    rank = node_rank * nproc + local
+    how = f"signal {-code}" if code < 0 else f"exit code {code}"
+    return rank, f"rank {rank} (node {node_rank}, local rank {local}, host {host}) died partway, with {how}"
 
 
 def tail(text: str, lines: int = 15) -> str:

@@ -2,7 +2,8 @@
 
 ``dying_mlp``: a small MLP whose highest rank leaves (``os._exit(3)``, as a killed process
 would: no traceback, no error file) at its fourth forward call when the world has more
-than one rank; on one rank it runs like any model.
+than one rank; on one rank it runs like any model. ``tiny_mlp``: the same model, which
+never dies (cheap to build on every rank).
 """
 
 from __future__ import annotations
@@ -17,19 +18,25 @@ import models
 DIE_AT_CALL = 4
 
 
-class DyingMLP(nn.Module):
+class TinyMLP(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.lin = nn.Linear(784, 10)
         self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.lin(x), dim=1)
+
+
+class DyingMLP(TinyMLP):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world > 1 and int(os.environ.get("RANK", "0")) == world - 1 and self.calls == DIE_AT_CALL:
             os._exit(3)
-        return torch.log_softmax(self.lin(x), dim=1)
+        return super().forward(x)
 
 
-models.register_model(input_shape=(1, 28, 28), loss="nll", num_classes=10, flatten_input=True,
-                      name="dying_mlp")(DyingMLP)
+_MLP = dict(input_shape=(1, 28, 28), loss="nll", num_classes=10, flatten_input=True)
+models.register_model(**_MLP, name="tiny_mlp")(TinyMLP)
+models.register_model(**_MLP, name="dying_mlp")(DyingMLP)
