@@ -35,6 +35,7 @@ from torch import nn
 
 from . import compile_watch, harness
 from .cases import Case
+from .distributed import usable_cores
 from .faults import CaseFailure, NonFiniteLoss, Status, UnsupportedCase, classify
 from .optimizers import make_optimizer
 from .passes import Timing, builtin_passes, run_passes
@@ -182,13 +183,6 @@ def measure(case: Case, spec: dict[str, Any], rank: int, local_rank: int) -> dic
         chosen = [p for p in builtin_passes() if p.name in ROW_PASSES]
         mine["figures"] = dict(run_passes(step, timing, chosen), ranks_in_sync=sync)
     return mine
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -55,12 +55,12 @@ FIGURES = declare(
            "weak scaling: samples/s on N ranks / (N × samples/s of the same case on 1 rank), "
            "the per-rank batch fixed", views=_T),
     Figure("oversubscribed", Kind.FLAG, "oversubscribed", "distributed",
-           "on some node, ranks × threads per rank exceed the cores: the ranks compete for them",
+           "on some host, ranks × threads per rank exceed the cores: the ranks compete for them",
            views=_T),
     Figure("ranks_in_sync", Kind.FLAG, "ranks in sync", "distributed",
            "DDP: every rank's parameters equal rank 0's after the timed steps, though each rank "
            "had its own batch (gradients averaged)", views=_H),
-    Figure("node_cores", Kind.COUNT, "cores", "distributed", "usable cores of node 0", views=_H),
+    Figure("node_cores", Kind.COUNT, "cores", "distributed", "usable cores of rank 0's host", views=_H),
     Figure("nnodes", Kind.COUNT, "nodes", "distributed", views=_H),
 )
 
@@ -86,7 +86,7 @@ class Settings:
     node_rank: int = 0
     endpoint: str | None = None
     rdzv_timeout_s: float = DEFAULT_RDZV_TIMEOUT_S
-    threads: int = 1  # torch threads per rank
+    threads: int = 1  # torch threads per rank (threads_per_rank)
 
     @property
     def world(self) -> int | None:
@@ -151,16 +151,25 @@ def parse_settings(option: Any, distributed: Sequence[str]) -> Settings:
         timeout = -1.0
     if not timeout > 0:
         raise ValueError(f"invalid value {option.bb_rdzv_timeout!r} for --rdzv-timeout; expected seconds > 0")
-    return Settings(nproc=nproc, nnodes=nnodes, node_rank=node_rank, endpoint=endpoint, rdzv_timeout_s=timeout,
-                    threads=_threads())
+    return Settings(nproc=nproc, nnodes=nnodes, node_rank=node_rank, endpoint=endpoint, rdzv_timeout_s=timeout)
 
 
-def _threads() -> int:
-    """Torch threads per rank: what one process uses here (OMP_NUM_THREADS, else torch's
-    default), so that the 1-rank baseline runs as the single-process cases do."""
-    import torch
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
-    return torch.get_num_threads()
+
+def threads_per_rank(ranks_per_node: int) -> int:
+    """OMP_NUM_THREADS when set, else this node's cores shared by its ranks. Every case of the
+    run, the 1-rank baseline included, gets the same (weak scaling: fixed per-rank work and
+    resources). More threads than cores slow every rank down (OpenMP threads wait on each
+    other): measured here, 2 threads per rank on a busy 2-core machine made a step 50× slower."""
+    text = os.environ.get("OMP_NUM_THREADS", "")
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    return max(1, usable_cores() // ranks_per_node)
 
 
 def world_sizes(settings: Settings, given: Sequence[int] | None) -> tuple[int, ...] | None:
@@ -183,6 +192,7 @@ def configure(config: Any, overrides: dict[str, tuple]) -> Settings:
     sizes = world_sizes(settings, overrides.get("world_sizes"))
     if sizes is not None:
         overrides["world_sizes"] = sizes
+    settings = replace(settings, threads=threads_per_rank(settings.nproc or max(sizes or (1,))))
     if any(d != "off" for d in overrides.get("distributed", ())):
         if getattr(config.option, "bb_metric", "time") != "time":
             raise ValueError("--distributed times steps; it does not combine with --metric instructions")
@@ -326,11 +336,12 @@ def p90(times: Sequence[float]) -> float:
 
 
 def oversubscribed(ranks: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether on some node the ranks' threads together exceed its cores."""
-    per_node: dict[Any, list[Mapping[str, Any]]] = {}
+    """Whether on some host the ranks' threads together exceed its cores (two nodes started
+    on one host share its cores)."""
+    per_host: dict[str, list[Mapping[str, Any]]] = {}
     for r in ranks:
-        per_node.setdefault((r["host"], r["node"]), []).append(r)
-    return any(sum(r["threads"] for r in rs) > rs[0]["cores"] for rs in per_node.values())
+        per_host.setdefault(r["host"], []).append(r)
+    return any(sum(r["threads"] for r in rs) > rs[0]["cores"] for rs in per_host.values())
 
 
 def rank_figures(case: Case, ranks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
 from bench import distributed
 from bench.cases import Case
@@ -45,9 +44,10 @@ def start(results_dir: Path, *args: str) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """fashion_mlp and dying_mlp (whose rank 1 exits at its 4th step) on 1 and 2 ranks."""
+    """fashion_mlp and dying_mlp (whose rank 1 exits at its 4th step) on 1 and 2 ranks, with 2
+    threads per rank (on a 2-core machine the two ranks oversubscribe it)."""
     return run_bench(tmp_path_factory.mktemp("ddp"), *PLUGIN, "--models", "dying_mlp,fashion_mlp", *DDP,
-                     "--nproc", "2")
+                     "--nproc", "2", env={"OMP_NUM_THREADS": "2"})
 
 
 def test_ddp_rows_hold_every_rank_and_the_scaling_against_one_rank(ddp_run):
@@ -68,10 +68,9 @@ def test_ddp_rows_hold_every_rank_and_the_scaling_against_one_rank(ddp_run):
     assert e["allreduce_s"] > 0
     # Each rank trained on its own batch: equal parameters mean the gradients were averaged.
     assert e["ranks_in_sync"] is True
-    threads, cores = e["num_threads"], e["node_cores"]
-    assert threads == torch.get_num_threads()
-    assert e["oversubscribed"] is (2 * threads > cores)
-    assert one["extra_info"]["oversubscribed"] is (threads > cores)
+    cores = e["node_cores"]
+    assert e["num_threads"] == one["extra_info"]["num_threads"] == 2  # OMP_NUM_THREADS, on every rank
+    assert e["oversubscribed"] is (2 * 2 > cores) and one["extra_info"]["oversubscribed"] is (2 > cores)
 
 
 def test_a_rank_that_dies_fails_its_case_by_rank_and_the_run_goes_on(ddp_run):
@@ -102,6 +101,9 @@ def test_two_nodes_on_localhost_make_one_row(tmp_path):
     e = row["extra_info"]
     assert e["case_id"] == "train_step[tiny_mlp-adam-cpu-eager-b64-ddp2]" and e["status"] == "ok"
     assert (e["nnodes"], len(e["rank_median_s"]), e["ranks_in_sync"]) == (2, 2, True)
+    # By default a rank takes its node's cores (1 rank per node): two "nodes" on one host
+    # then hold twice its cores.
+    assert e["num_threads"] == e["node_cores"] == distributed.usable_cores() and e["oversubscribed"] is True
     assert not rows(Run(None, tmp_path / "node1").run_dir)  # node 1 lent its rank
     assert "lent its ranks to node 0" in outs[0]
 
@@ -160,12 +162,21 @@ def test_root_cause_names_the_rank_torchrun_saw_fail_first():
     assert distributed.torchrun_root_cause("no summary", node_rank=0, nproc=2) is None
 
 
-def test_oversubscription_counts_threads_per_node():
-    def rank(node: int, threads: int, cores: int = 4) -> dict:
-        return dict(host=f"h{node}", node=node, threads=threads, cores=cores)
+def test_oversubscription_counts_threads_per_host():
+    def rank(host: str, threads: int, cores: int = 4) -> dict:
+        return dict(host=host, node=0, threads=threads, cores=cores)
 
-    assert not distributed.oversubscribed([rank(0, 2), rank(0, 2), rank(1, 4)])
-    assert distributed.oversubscribed([rank(0, 2), rank(0, 3), rank(1, 1)])
+    assert not distributed.oversubscribed([rank("a", 2), rank("a", 2), rank("b", 4)])
+    assert distributed.oversubscribed([rank("a", 2), rank("a", 3), rank("b", 1)])
+
+
+def test_threads_per_rank_share_the_cores_unless_omp_num_threads_says(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = distributed.usable_cores()
+    assert distributed.threads_per_rank(1) == cores
+    assert distributed.threads_per_rank(cores + 1) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert distributed.threads_per_rank(2) == 3
 
 
 def test_multi_node_launch_uses_c10d_at_the_endpoint_with_one_id_per_case(tmp_path):
