@@ -212,7 +212,8 @@ def launch_command(settings: Settings, case: Case, spec_path: Path) -> list[str]
         cmd += ["--nnodes", str(settings.nnodes), "--nproc-per-node", str(settings.nproc),
                 "--node-rank", str(settings.node_rank), "--rdzv-backend", "c10d",
                 "--rdzv-endpoint", str(settings.endpoint), "--rdzv-id", run_id,
-                "--rdzv-conf", f"join_timeout={settings.rdzv_timeout_s:g}"]
+                # join: waiting for the other nodes; read: reaching node 0's store (60 s by default).
+                "--rdzv-conf", f"join_timeout={settings.rdzv_timeout_s:g},read_timeout={settings.rdzv_timeout_s:g}"]
     else:
         cmd += ["--standalone", "--nnodes", "1", "--nproc-per-node", str(case.world_size)]
     return [*cmd, "-m", "bench.dist_worker", str(spec_path)]

@@ -188,7 +188,7 @@ def test_multi_node_launch_uses_c10d_at_the_endpoint_with_one_id_per_case(tmp_pa
     cmd = distributed.launch_command(settings, case, tmp_path / "spec.json")
     text = " ".join(cmd)
     assert "--nnodes 2 --nproc-per-node 2 --node-rank 1 --rdzv-backend c10d --rdzv-endpoint 10.0.0.1:29400" in text
-    assert "join_timeout=30" in text and "--standalone" not in text
+    assert "join_timeout=30,read_timeout=30" in text and "--standalone" not in text
     other = distributed.launch_command(settings, Case("train_step", "lenet", "sgd", "cpu", "eager",
                                                       distributed="ddp", world_size=4), tmp_path / "s")
     run_id = cmd[cmd.index("--rdzv-id") + 1]
