@@ -259,8 +259,8 @@ def runner(request: pytest.FixtureRequest) -> Runner:
     opt = config.option
     if count_plugin.counting(config) and not dry_run(config):
         return count_plugin.runner(config, request.node, config.stash[_WRITER])
-    case = request.node.callspec.params.get("case")
-    if case is not None and case.distributed != "off" and not dry_run(config):
+    case = getattr(request.node, "callspec", None) and request.node.callspec.params.get("case")
+    if case and case.distributed != "off" and not dry_run(config):
         return DistributedRunner(distributed.Launch(
             config.stash[_DIST], config.stash[_WRITER].run_dir, float(opt.benchmark_max_time),
             int(opt.benchmark_min_rounds), opt.bb_compile_backend, tuple(opt.bb_model_module)),

@@ -133,6 +133,13 @@ def test_bad_distribution_options_are_refused_before_measuring(args, message):
         distributed.parse_settings(option, ("ddp",))
 
 
+def test_distribution_options_without_a_distributed_case_are_refused():
+    with pytest.raises(ValueError, match="--nproc applies to distributed cases; add --distributed ddp"):
+        distributed.parse_settings(options("--nproc", "2"), ("off",))
+    with pytest.raises(ValueError, match=r"invalid value 2 for --world-sizes with --nnodes 1 --nproc 4; valid: 1, 4"):
+        distributed.world_sizes(distributed.parse_settings(options("--nproc", "4"), ("ddp",)), (1, 2))
+
+
 def options(*args: str):
     """The parsed options of a command line, as conftest's config.option holds them."""
     from types import SimpleNamespace
