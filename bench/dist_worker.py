@@ -199,10 +199,12 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(spec["threads"])
     for module in spec["imports"]:  # plug-ins that registered the case's model
         importlib.import_module(module)
-    if case.device == "cuda":
+    timeout = timedelta(seconds=spec["collective_timeout_s"])
+    if case.device == "cuda":  # one GPU per rank, bound before NCCL's first collective
         torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if case.device == "cuda" else "gloo",
-                            timeout=timedelta(seconds=spec["collective_timeout_s"]))
+        dist.init_process_group("nccl", timeout=timeout, device_id=torch.device("cuda", local_rank))
+    else:
+        dist.init_process_group("gloo", timeout=timeout)
     files = Path(spec["folder"])
     (files / f"{spec['name']}.rank{rank}.started").touch()
     try:
