@@ -86,7 +86,7 @@ def test_a_rank_that_dies_fails_its_case_by_rank_and_the_run_goes_on(ddp_run):
 
 def test_the_report_shows_the_distributed_figures(ddp_run):
     report = (ddp_run.run_dir / "report.md").read_text(encoding="utf-8")
-    for label in ("scaling eff.", "all-reduce", "slowest rank", "oversubscribed"):
+    for label in ("scaling eff.", "all-reduce", "slowest rank", "rank imbalance"):
         assert label in report
 
 
@@ -106,6 +106,8 @@ def test_two_nodes_on_localhost_make_one_row(tmp_path):
     # then hold twice its cores (oversubscribed, unless OMP_NUM_THREADS says otherwise).
     assert e["num_threads"] == distributed.threads_per_rank(1)
     assert e["oversubscribed"] is (2 * e["num_threads"] > e["node_cores"])
+    report = (Run(None, tmp_path / "node0").run_dir / "report.md").read_text(encoding="utf-8")
+    assert ("oversubscribed" in report) is e["oversubscribed"]  # the flag the row's table line shows
     assert not rows(Run(None, tmp_path / "node1").run_dir)  # node 1 lent its rank
     assert "lent its ranks to node 0" in outs[0]
 
