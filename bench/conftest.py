@@ -18,14 +18,15 @@ from typing import Any
 import pytest
 
 from . import cases as matrix
-from . import count_plugin, datasets, environment, figures, isolate, max_batch, pipeline, profile_plugin, shard
+from . import (count_plugin, datasets, distributed, environment, figures, isolate, max_batch, pipeline,
+               profile_plugin, shard)
 from .faults import CaseFailure, Status, classify
 from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, FIGURES_FILE, HISTORY_DB
 from .flops import cpu_peak
 from .harness import cuda_available, synced_perf_counter
 from .progress import PLUGIN_NAME, Progress
 from .results import RunWriter, new_run_dir
-from .runners import MEASURED_ELSEWHERE, InProcessRunner, IsolatedRunner, Runner
+from .runners import MEASURED_ELSEWHERE, DistributedRunner, InProcessRunner, IsolatedRunner, Runner
 
 _CASES = pytest.StashKey[list]()
 _WRITER = pytest.StashKey[RunWriter]()
@@ -33,6 +34,7 @@ _ENV = pytest.StashKey[dict]()
 _SUMMARY = pytest.StashKey[list]()  # (line, is_a_failure) of the blitzbench section
 _DRY_RUN = pytest.StashKey[list]()  # --benchmark-disable: the cases built and run once
 _MAX_BATCH = pytest.StashKey["max_batch.MaxBatchConfig | None"]()
+_DIST = pytest.StashKey[distributed.Settings]()  # --distributed: nproc, nodes, rendezvous
 # Every blitzbench refusal (a bad option value, an unusable folder or history) exits with this.
 REFUSED = 2
 # pytest-benchmark's table, kept narrow unless --benchmark-columns asks for more.
@@ -83,6 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     profile_plugin.addoption(group)
     count_plugin.addoption(group)
     max_batch.addoption(group)
+    distributed.addoption(group)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -101,6 +104,7 @@ def pytest_configure(config: pytest.Config) -> None:
             for axis in matrix.AXES
             if (value := getattr(config.option, f"bb_{axis}")) is not None
         }
+        config.stash[_DIST] = distributed.configure(config, overrides)  # sets the world sizes
         selected = matrix.select(config.option.bb_preset, **overrides)
         profile_plugin.configure(config)
         config.stash[_MAX_BATCH] = max_batch.configure(config.option)
@@ -275,6 +279,12 @@ def runner(request: pytest.FixtureRequest) -> Runner:
     opt = config.option
     if count_plugin.counting(config) and not dry_run(config):
         return count_plugin.runner(config, request.node, config.stash[_WRITER])
+    case = getattr(request.node, "callspec", None) and request.node.callspec.params.get("case")
+    if case and case.distributed != "off" and not dry_run(config):
+        return DistributedRunner(distributed.Launch(
+            config.stash[_DIST], config.stash[_WRITER].run_dir, float(opt.benchmark_max_time),
+            int(opt.benchmark_min_rounds), opt.bb_compile_backend, tuple(opt.bb_model_module)),
+            request.node, config.stash[_WRITER])
     if opt.bb_isolate and not dry_run(config):
         return IsolatedRunner(config, request.node, config.stash[_WRITER])
     return InProcessRunner(max_time=float(opt.benchmark_max_time), min_rounds=int(opt.benchmark_min_rounds),
@@ -347,6 +357,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if config.option.bb_isolate:
         isolate.merge_benchmark_json(writer.run_dir)
+    if not config.stash[_DIST].records_rows():  # --node-rank K > 0
+        _say(config, f"node {config.stash[_DIST].node_rank}: lent its ranks to node 0, which records the rows")
+        return
     _say(config, f"results: {writer.run_dir} ({writer.count} case{'' if writer.count == 1 else 's'})")
     record_figures(writer.run_dir)
     for case_id, losses in writer.epoch_losses():  # as the seed prints them, after each epoch

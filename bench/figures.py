@@ -87,6 +87,7 @@ DECLARING_MODULES = (
     "bench.correctness",
     "bench.counts",
     "bench.max_batch",
+    "bench.distributed",
 )
 # (The reports declare the figures they derive when reading, such as the median's CI, in
 # their own modules: bench never imports reports.)

@@ -2,8 +2,9 @@
 
 ``InProcessRunner`` builds, times and measures the step in the pytest process itself;
 ``IsolatedRunner`` (``--isolate``) hands each case to a fresh child pytest (``bench.isolate``)
-that measures it in-process and records its row. Another runner (a torchrun-launched
-distributed one, say) is one more class with this ``measure`` method.
+that measures it in-process and records its row; ``DistributedRunner`` launches a
+distributed case's ranks with torchrun (``bench.distributed``) and records the row rank 0
+gathered. Another runner is one more class with this ``measure`` method.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from . import isolate
+from . import distributed, isolate
 from .cases import Case
 from .faults import Status
 from .harness import dry_run, measure
@@ -75,3 +76,34 @@ class IsolatedRunner:
             pytest.skip(extra.get("error") or "skipped")
         if not status.measured:
             pytest.fail(f"{status}: {extra.get('error')}", pytrace=False)
+
+
+@dataclass
+class DistributedRunner:
+    """A distributed case (``--distributed ddp|fsdp``): its ranks run under torchrun, and node 0
+    records the row of what rank 0 gathered. A rendezvous that never happens stops the run
+    (exit 2, the rows already written kept); a rank that fails fails its case only."""
+
+    launch: distributed.Launch
+    node: pytest.Item
+    writer: RunWriter
+    last_step: Step | None = None  # never set: the step lived in the ranks
+
+    def measure(self, benchmark: Any, case: Case) -> None:
+        settings = self.launch.settings
+        if not settings.records_rows():
+            self.node.stash[MEASURED_ELSEWHERE] = True  # node 0 records every row
+            if not settings.multi_node(case):
+                pytest.skip(f"the {case.world_size}-rank case runs on node 0 alone")
+        try:
+            result = distributed.run_case(self.launch, case)
+        except distributed.RendezvousFailure as exc:
+            pytest.exit(str(exc), returncode=2)
+        except distributed.RankFailure as exc:
+            if exc.status is Status.SKIPPED:
+                pytest.skip(str(exc))
+            raise
+        if result is None:
+            return  # this node lent its ranks; node 0 has the row
+        self.node.stash[MEASURED_ELSEWHERE] = True
+        self.writer.write(distributed.row(case, result, self.writer.run_dir, self.node.name, self.node.nodeid))

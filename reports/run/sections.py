@@ -79,6 +79,10 @@ def summary_section(df: pd.DataFrame) -> Section:
                            "case's load_avg_1m is in the CSV.", warning=True))
     for message in df.attrs.get("skipped", []):
         blocks.append(Note(f"skipped when reading: {message}", warning=True))
+    crowded = int(measured["oversubscribed"].eq(True).sum()) if "oversubscribed" in measured else 0
+    if crowded:
+        blocks.append(Note(f"{crowded} distributed case(s) ran oversubscribed (the ranks want more than "
+                           "the host's cores): their times include waiting for a core.", warning=True))
     cards = [(len(measured), "cases measured")]
     cards += [(int(n), str(status)) for status, n in df["status"].value_counts().items() if status != Status.OK.value]
     cards += [(measured["phase"].nunique(), "phases"), (noisy, "noisy cases")]
