@@ -39,7 +39,7 @@ PROFILED = ["--model-module", "tests.trace_plant", "--models", "slow_op_mlp", "-
             "--optimizers", "sgd", "--modes", "eager", "--data-size", "256", "--epochs", "2", "--profile"]
 
 
-class Runs(NamedTuple):  # (not a dataclass: pytest would collect the name "dataclass" as a "data" test)
+class Runs(NamedTuple):
     base: Run
     current: Run
 
