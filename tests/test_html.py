@@ -261,3 +261,15 @@ def test_a_count_run_renders_without_timing(tmp_path):
     assert "<img" not in html  # no timing chart
     assert "8 cases measured (8 counted, not timed)" in md and "No case was timed." in md
     assert "| train_step[lenet-adam-cpu-eager-b64]" in md and "8,000,000" in md
+
+
+def test_autocast_and_memory_format_are_priced_like_compile(tmp_path):
+    case = matrix.select("smoke")[-1]
+    rows = [entry(case, rounds(2e-3, n=60, spread=0.01, seed=1)),
+            entry(dataclasses.replace(case, amp="bfloat16"), rounds(4e-3, n=60, spread=0.01, seed=2)),
+            entry(dataclasses.replace(case, memory_format="channels_last"), rounds(1e-3, n=60, spread=0.01, seed=3))]
+    text = report_markdown(load(write_run(tmp_path / "a", rows)))
+    assert "float32 → bfloat16 autocast: 1 pair" in text and "1 significantly slower" in text
+    assert re.search(r"\| +float32 \(ms\) \| +bfloat16 autocast \(ms\) \|", text)
+    assert "contiguous → channels_last: 1 pair" in text and "1 significantly faster" in text
+    assert "→ float16 autocast" not in text  # a change measured one way only is not priced

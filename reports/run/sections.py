@@ -271,10 +271,10 @@ def trace_href(trace_dir: object, run_dir: Path | None) -> str | None:
 
 
 def speedup_section(df: pd.DataFrame) -> Section | None:
-    """What compile, a dtype or a device bought: per change measured both ways, each pair's
+    """What compile, a dtype, autocast, a memory format or a device bought: per change measured both ways, each pair's
     speedup with its 95% interval (the gate's ``ratio_interval`` on the raw rounds)."""
     blocks: list[Any] = []
-    for axis, before, after in tables.CHANGES:
+    for axis, before, after, title in tables.CHANGES:
         pairs = tables.speedup_pairs(df, axis, before, after)
         if pairs.empty:
             continue
@@ -284,12 +284,11 @@ def speedup_section(df: pd.DataFrame) -> Section | None:
         unit, scale = fmt.time_unit(pairs["before_s"])
         view = pd.DataFrame({
             "case": pairs["case_id"],
-            f"{before} ({unit})": fmt.scaled(pairs["before_s"], [(unit, scale)])[1],
-            f"{after} ({unit})": fmt.scaled(pairs["after_s"], [(unit, scale)])[1],
+            f"{title.split(' → ')[0]} ({unit})": fmt.scaled(pairs["before_s"], [(unit, scale)])[1],
+            f"{title.split(' → ')[1]} ({unit})": fmt.scaled(pairs["after_s"], [(unit, scale)])[1],
             "speedup (95% interval)": [fmt.speedup_interval(v, lo, hi) for v, lo, hi in
                                        zip(pairs["speedup"], pairs["speedup_low"], pairs["speedup_high"])]})
         badges = ["faster" if s and v > 1 else "slower" if s else "" for s, v in zip(significant, pairs["speedup"])]
-        title = f"{before} → {after}"
         blocks.append(Note(f"{title}: {fmt.count(len(pairs), 'pair')}, median speedup "
                            f"{fmt.speedup(pairs['speedup'].median())}; {faster} significantly faster, "
                            f"{slower} significantly slower, {len(pairs) - faster - slower} {fmt.NOT_SIGNIFICANT}."))

@@ -15,8 +15,13 @@ PHASE_ORDER = list(PHASES)
 TRACE = "trace_dir"  # the case's profiler trace folder, when --profile made one
 # A compiled case's compile time, and whether the compile cache was warm (shown beside it).
 COMPILE_TIME, COMPILE_CACHE = "compile_time_s", "compile_cache"
-# The changes a report prices, each where both sides were measured: (case field, before, after).
-CHANGES = [("mode", "eager", "compile"), ("dtype", "float32", "bfloat16"), ("device", "cpu", "cuda")]
+# The changes a report prices, each where both sides were measured: (case field, before,
+# after, what the report calls the change).
+CHANGES = [("mode", "eager", "compile", "eager → compile"), ("dtype", "float32", "bfloat16", "float32 → bfloat16"),
+           ("amp", "off", "bfloat16", "float32 → bfloat16 autocast"),
+           ("amp", "off", "float16", "float32 → float16 autocast"),
+           ("memory_format", "contiguous", "channels_last", "contiguous → channels_last"),
+           ("device", "cpu", "cuda", "CPU → CUDA")]
 
 
 def ok(df: pd.DataFrame) -> pd.DataFrame:
