@@ -61,8 +61,11 @@ def test_the_documented_gate_command_tells_regression_from_unusable_input(tmp_pa
 def test_ctrl_c_under_nox_leaves_the_report_and_a_readable_benchmark_json(tmp_path):
     results = tmp_path / "results"
     # In a terminal, Ctrl-C sends SIGINT to the whole foreground process group: nox and pytest.
+    # 2 s per case after FAST's 0.05: the interrupt, sent once two cases are done, must land
+    # while the run still has seconds to go, however loaded the machine (8 fast cases ended
+    # before a late SIGINT under two busy loops).
     proc = subprocess.Popen(nox("-s", "bench", "--", "--preset", "smoke", "--results-dir", str(results),
-                                "-p", "no:cacheprovider", *FAST, no_venv=True),
+                                "-p", "no:cacheprovider", *FAST, "--benchmark-max-time=2", no_venv=True),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
@@ -81,6 +84,7 @@ def test_ctrl_c_under_nox_leaves_the_report_and_a_readable_benchmark_json(tmp_pa
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0, output  # interrupted, and nox says so
     (run,) = [p for p in results.iterdir() if p.is_dir()]
+    assert len((run / "cases.jsonl").read_text().splitlines()) < 8, output  # it stopped mid-run
     for name in ("report.md", "report.html", "benchmark.json"):
         assert (run / name).is_file(), f"{name} missing after Ctrl-C:\n{output}"
     from reports import load
