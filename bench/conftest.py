@@ -20,7 +20,7 @@ import pytest
 from . import cases as matrix
 from . import (count_plugin, datasets, distributed, environment, figures, isolate, max_batch, pipeline,
                profile_plugin, shard)
-from .faults import CaseFailure, Status, classify
+from .faults import CaseFailure, Status, classify, clip_error
 from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, FIGURES_FILE, HISTORY_DB
 from .flops import cpu_peak
 from .harness import cuda_available, synced_perf_counter
@@ -339,7 +339,7 @@ def _row(item: pytest.Item, case: matrix.Case, report: pytest.TestReport, call: 
     return {
         "name": item.name,
         "fullname": item.nodeid,
-        "extra_info": dict(case.as_dict(), case_id=case.id, status=status.value, error=message[-2000:]),
+        "extra_info": dict(case.as_dict(), case_id=case.id, status=status.value, error=clip_error(message)),
         "stats": None,
         "finished_at": time.time(),
     }

@@ -36,7 +36,7 @@ from torch import nn
 from . import compile_watch, harness
 from .cases import Case
 from .distributed import usable_cores
-from .faults import CaseFailure, NonFiniteLoss, Status, UnsupportedCase, classify
+from .faults import CaseFailure, NonFiniteLoss, Status, UnsupportedCase, classify, clip_error
 from .optimizers import make_optimizer
 from .passes import Timing, builtin_passes, run_passes
 from .step import PHASE_BUILDERS, Built, Step, build_step, synchronize
@@ -219,7 +219,7 @@ def main(argv: list[str]) -> int:
         message = str(exc) if isinstance(exc, CaseFailure) or skipped else f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
         write_json(files / f"{spec['name']}.rank{rank}.error.json",
-                   dict(rank=rank, status=status.value, error=message[-2000:]))
+                   dict(rank=rank, status=status.value, error=clip_error(message)))
         return 1
     dist.destroy_process_group()
     return 0

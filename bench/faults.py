@@ -32,6 +32,18 @@ class Status(str, Enum):
 
 
 STATUSES = tuple(s.value for s in Status)
+MAX_ERROR_CHARS = 2000
+
+
+def clip_error(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """An error message short enough for a result row: its start (what went wrong; a worker's
+    message comes first) and its end (a traceback's last lines name the exception)."""
+    if len(message) <= limit:
+        return message
+    head = message[: limit // 4]
+    tail_chars = limit - len(head) - 40  # room for the marker
+    marker = f"\n[… {len(message) - len(head) - tail_chars} characters left out …]\n"
+    return head + marker + message[-tail_chars:]
 
 
 class CaseFailure(RuntimeError):

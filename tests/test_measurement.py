@@ -211,3 +211,16 @@ def test_median_ci_matches_scipy_quantile_test(n):
     x = np.random.default_rng(n).lognormal(size=n)
     reference = sps.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(0.95)
     assert median_ci(x) == (reference.low, reference.high)
+
+
+def test_a_long_error_keeps_its_start_and_its_end():
+    from bench.faults import MAX_ERROR_CHARS, clip_error
+
+    # A count worker's message comes first, then valgrind's long stack lines: both ends matter.
+    message = "no result from the valgrind worker within --count-timeout 1800 s; its last lines:\n" + \
+        "==1== by 0x8C9263DA: c10::impl::wrap_kernel_functor_unboxed_<...>\n" * 100 + "RuntimeError: the end"
+    clipped = clip_error(message)
+    assert len(clipped) <= MAX_ERROR_CHARS
+    assert clipped.startswith("no result from the valgrind worker within --count-timeout 1800 s")
+    assert clipped.endswith("RuntimeError: the end") and "characters left out" in clipped
+    assert clip_error("short") == "short"
