@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 from bench.files import DEFAULT_RESULTS_DIR, RUN_FILES
 
@@ -34,23 +35,29 @@ def latest_run(results_dir: Path) -> Path:
     return max(runs, key=runs.get)
 
 
+def _subcommand(name: str) -> Callable[[list[str]], int]:
+    """The entry point of a subcommand, imported only when it runs (the gate, the merge and the
+    trace diff each pull in what the plain re-render does not need)."""
+    if name == "trace-diff":
+        from .traces import diff
+
+        return diff.main
+    if name == "merge":
+        from . import merge
+
+        return merge.main
+    from .gate import cli
+
+    return {"gate": cli.gate_main, "calibrate": cli.calibrate_main}[name]
+
+
 SUBCOMMANDS = ("gate", "calibrate", "trace-diff", "merge")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "trace-diff":
-        from .traces import diff
-
-        return diff.main(argv[1:])
-    if argv and argv[0] == "merge":
-        from . import merge
-
-        return merge.main(argv[1:])
     if argv and argv[0] in SUBCOMMANDS:
-        from .gate import cli
-
-        return {"gate": cli.gate_main, "calibrate": cli.calibrate_main}[argv[0]](argv[1:])
+        return _subcommand(argv[0])(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__)
     parser.add_argument("run", nargs="?", type=Path,
                         help="a run folder such as results/20261122-120000 (default: the latest)")
