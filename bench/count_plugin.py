@@ -28,7 +28,7 @@ import models
 from .cases import Case
 from .counts import (COMPILE_SKIP_REASON, CUDA_SKIP_REASON, DEBIAN_PACKAGE, DEFAULT_REPEATS,
                      DISCARDED_REPEATS, MIN_REPEAT_INSTRUCTIONS, WARMUP_CALLS, WORKER_ENV,
-                     parse_annotate, safe_name, summarize)
+                     describe_library_isa, library_isa, parse_annotate, safe_name, summarize)
 from .faults import CaseFailure, Status
 from .files import ENVIRONMENT_FILE
 from .results import RunWriter
@@ -112,6 +112,7 @@ def start(config: pytest.Config, run_dir: Path, env: dict[str, Any]) -> None:
         return
     state.run_dir, state.env = run_dir, env
     env.update(run_kind="count", valgrind_version=valgrind_version(state.valgrind), valgrind_isa=None,
+               count_library_isa=describe_library_isa(library_isa(os.environ)),
                count_repeats=state.repeats, count_threads=1)
     state.write_env()
 
@@ -189,7 +190,7 @@ class CountState:
                     imports=model_modules(self.cases), starter=build_starter(self.folder))
         spec_path = self.folder / "worker-spec.json"
         spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
-        env = dict(os.environ, **WORKER_ENV)
+        env = dict(os.environ, **WORKER_ENV, **library_isa(os.environ))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         with (self.folder / "worker.log").open("ab") as log:
             self.proc = subprocess.Popen(self.command(spec_path, spec["starter"] is None), cwd=ROOT, env=env,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import statistics
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .figures import Figure, Kind, View, declare
 
@@ -36,6 +36,25 @@ COMPILE_SKIP_REASON = ("torch.compile under valgrind is impractically slow (the 
 # instructions of any code that iterates them, repeats between processes).
 WORKER_ENV = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "PYTHONUNBUFFERED": "1"}
+# The kernels MKL and oneDNN pick under valgrind. Their AVX2 kernels (FMA) run about 100x slower
+# under valgrind than their SSE4.2 / AVX ones (measured with valgrind --tool=none, one thread:
+# fashion_mlp forward 0.68 s per call with MKL's AVX2 GEMM against 6 ms with SSE4.2; lenet
+# train_step 4.4 s with oneDNN's AVX2 convolutions against 0.09 s with AVX), which made a count
+# run take hours. So counts take these two libraries' older kernels; ATen's own kernels keep
+# their AVX2 path (23 against 35 ms: not the cause). A variable already set in the environment
+# wins (MKL_ENABLE_INSTRUCTIONS=AVX2 counts MKL's AVX2 kernels, ~100x slower); the run's
+# environment records what was used, and the gate compares only runs that used the same.
+LIBRARY_ISA_ENV = {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "AVX"}
+
+
+def library_isa(environ: Mapping[str, str]) -> dict[str, str]:
+    """The library ISA variables a count worker runs with: the defaults, unless ``environ`` sets them."""
+    return {key: environ.get(key) or default for key, default in LIBRARY_ISA_ENV.items()}
+
+
+def describe_library_isa(settings: Mapping[str, str]) -> str:
+    """One comparable string for the run's environment: ``MKL_ENABLE_INSTRUCTIONS=SSE4_2 ...``."""
+    return " ".join(f"{key}={value}" for key, value in sorted(settings.items()))
 
 INSTRUCTIONS, INSTRUCTIONS_SPREAD, INSTRUCTION_REPEATS, INSTRUCTION_TOP, *_ = declare(
     Figure("instructions", Kind.COUNT, "instructions", SOURCE,

@@ -51,7 +51,8 @@ def rounds(median: float, n: int = 40, spread: float = 0.02, seed: int = 0) -> l
 # --- instruction counts (count runs: rows with no timing stats) ---------------------------
 
 COUNT_ENVIRONMENT = {"run_kind": "count", "torch_version": "2.x", "python_version": "3.11.2",
-                     "valgrind_version": "3.19.0", "valgrind_isa": "avx2", "cpu_model": "synthetic"}
+                     "valgrind_version": "3.19.0", "valgrind_isa": "avx2", "cpu_model": "synthetic",
+                     "count_library_isa": "MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=AVX"}
 
 
 def count_entry(case: Case, instructions: float, spread: float = 0.0, top: dict[str, float] | None = None,

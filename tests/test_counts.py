@@ -19,7 +19,7 @@ import torch
 
 from bench.count_plugin import model_modules
 from bench.counts import (COMPILE_SKIP_REASON, CUDA_SKIP_REASON, MIN_REPEAT_INSTRUCTIONS, calls_per_repeat,
-                          parse_annotate, summarize)
+                          describe_library_isa, library_isa, parse_annotate, summarize)
 from bench.cases import Case
 from bench.files import CASES_FILE, ENVIRONMENT_FILE
 from tests.helpers import ROOT, Run, bench_cmd
@@ -81,6 +81,12 @@ def test_count_rows_carry_the_figures_and_no_timing(count_runs):
     assert env["run_kind"] == "count"
     assert env["valgrind_version"].startswith("3.")
     assert env["valgrind_isa"]  # what torch dispatches to under valgrind (e.g. AVX2)
+    # MKL and oneDNN take their SSE4.2 / AVX kernels (their AVX2 ones run ~100x slower under
+    # valgrind) unless the environment chose; the run says which, and the forward's GEMM is
+    # MKL's SSE4.2 one ("mc3").
+    assert env["count_library_isa"] == describe_library_isa(library_isa(os.environ))
+    if "MKL_ENABLE_INSTRUCTIONS" not in os.environ:
+        assert any("mkl_blas_mc3_" in t["function"] for t in found[FORWARD]["extra_info"]["instruction_top"])
     assert (run_dir / "report.md").is_file()
 
 
@@ -174,6 +180,10 @@ Ir                 file:function
     figures = summarize([300, 303, 306], calls=3)
     assert figures["instructions"] == 101 and figures["instructions_spread"] == pytest.approx(2 / 101)
     assert figures["instruction_repeats"] == 3
+    # The library kernels' defaults, and a choice already in the environment wins.
+    assert library_isa({}) == {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "AVX"}
+    chosen = library_isa({"MKL_ENABLE_INSTRUCTIONS": "AVX2"})
+    assert describe_library_isa(chosen) == "MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX"
 
 
 def test_a_model_registered_by_a_plug_in_is_imported_by_the_worker():

@@ -498,6 +498,11 @@ def test_count_runs_through_the_cli_and_their_environments(tmp_path, count_figur
     assert proc.returncode == 2 and "valgrind_isa: 'avx2' != 'avx512'" in proc.stderr
     proc = run_gate(base, other_isa, "--allow-env-mismatch", "--output", tmp_path / "g3")
     assert proc.returncode == 0 and "Environments differ: valgrind_isa" in proc.stdout
+    # Counts made with MKL's AVX2 kernels are ~2.5x fewer than with its SSE4.2 ones: refused.
+    mkl_avx2 = count_run(tmp_path / "mkl", {"lenet": 1e9, "fashion_mlp": 2e9},
+                         count_library_isa="MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX")
+    proc = run_gate(base, mkl_avx2)
+    assert proc.returncode == 2 and "count_library_isa: 'MKL_ENABLE_INSTRUCTIONS=SSE4_2" in proc.stderr
     proc = run_gate(base, same, "--count-stability", "-1")
     assert proc.returncode == 2 and "invalid --count-stability '-1'; expected a fraction of 0 or more" in proc.stderr
 

@@ -44,7 +44,8 @@ ENV_FIELDS = ("torch_version", "gpu_name", "cpu_model")
 # of its repeats (a case above ``count_stability`` is unstable, not gated), the functions with
 # the most instructions per call, and the fields that must agree for counts to compare.
 COUNT_FIGURE, COUNT_SPREAD, COUNT_TOP = "instructions", "instructions_spread", "instruction_top"
-COUNT_ENV_FIELDS = ("valgrind_version", "valgrind_isa", "torch_version", "python_version")
+COUNT_ENV_FIELDS = ("valgrind_version", "valgrind_isa", "count_library_isa", "torch_version",
+                    "python_version")
 DEFAULT_COUNT_THRESHOLD = 0.01  # when ``instructions`` is not declared (its declaration says 1%)
 DEFAULT_COUNT_STABILITY = 0.001
 TOP_FUNCTIONS = 5
