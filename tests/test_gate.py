@@ -503,6 +503,10 @@ def test_count_runs_through_the_cli_and_their_environments(tmp_path, count_figur
                          count_library_isa="MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX")
     proc = run_gate(base, mkl_avx2)
     assert proc.returncode == 2 and "count_library_isa: 'MKL_ENABLE_INSTRUCTIONS=SSE4_2" in proc.stderr
+    # A count run from before the choice was recorded: MKL and oneDNN chose AVX2 (refused too).
+    unrecorded = count_run(tmp_path / "old", {"lenet": 1e9, "fashion_mlp": 2e9}, count_library_isa=None)
+    proc = run_gate(unrecorded, base)
+    assert proc.returncode == 2 and "count_library_isa: 'unrecorded (MKL and oneDNN chose" in proc.stderr
     proc = run_gate(base, same, "--count-stability", "-1")
     assert proc.returncode == 2 and "invalid --count-stability '-1'; expected a fraction of 0 or more" in proc.stderr
 
