@@ -147,10 +147,10 @@ def gate_main(argv: list[str]) -> int:
                         type=_threshold_override("--case-count-threshold", "train_step[lenet*]=0.02"),
                         action="append", default=[], metavar="PATTERN=FRACTION",
                         help="per-case instruction count threshold (patterns as --case-threshold); repeatable")
-    parser.add_argument("--count-stability", type=_fraction("--count-stability", "0.001"),
+    parser.add_argument("--count-stability", type=_fraction("--count-stability", "0.005"),
                         default=gating.DEFAULT_COUNT_STABILITY,
                         help="a case whose count repeats spread more than this on a side is unstable and not "
-                             "gated (default 0.001)")
+                             "gated (default 0.005: half the 1% threshold)")
     parser.add_argument("--allow-env-mismatch", action="store_true",
                         help="compare even if torch version, GPU or CPU differ (for instruction counts also "
                              "valgrind version and ISA, Python version)")
