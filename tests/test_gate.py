@@ -513,6 +513,16 @@ def test_count_runs_through_the_cli_and_their_environments(tmp_path, count_figur
     assert proc.returncode == 2 and "invalid --count-stability '-1'; expected a fraction of 0 or more" in proc.stderr
 
 
+@pytest.mark.parametrize("subcommand", ["gate", "calibrate", "trace-diff", "merge"])
+def test_every_reports_subcommand_prints_its_help(subcommand):
+    # argparse %-formats help texts: a bare "%" in one (such as "1% threshold") broke --help.
+    proc = subprocess.run([sys.executable, "-m", "reports", subcommand, "--help"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr[-2000:]
+    if subcommand == "gate":
+        assert "half the 1% threshold" in " ".join(proc.stdout.split())  # help wraps lines
+
+
 # --- the CLI: same run twice, exit codes, warnings ----------------------------------------
 
 def timing_run(path, medians: dict[str, float], seed: int = 0, **statuses: str):

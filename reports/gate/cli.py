@@ -150,10 +150,10 @@ def gate_main(argv: list[str]) -> int:
     parser.add_argument("--count-stability", type=_fraction("--count-stability", "0.005"),
                         default=gating.DEFAULT_COUNT_STABILITY,
                         help="a case whose count repeats spread more than this on a side is unstable and not "
-                             "gated (default 0.005: half the 1% threshold)")
+                             "gated (default 0.005: half the 1%% threshold)")
     parser.add_argument("--allow-env-mismatch", action="store_true",
                         help="compare even if torch version, GPU or CPU differ (for instruction counts also "
-                             "valgrind version and ISA, Python version)")
+                             "valgrind version and ISA, MKL/oneDNN kernels, Python version)")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"folder for {GATE_MD} and {GATE_JSON} (default: the current run's folder)")
     args = parser.parse_args(argv)
