@@ -1,11 +1,15 @@
-"""Command line: ``python -m bench tune MODEL [...]`` finds the fastest configuration of one
-model's phase (``bench.tune``). Measuring a selection is ``pytest bench`` (``nox -s bench``)."""
+"""Command line: ``python -m bench COMMAND``. Measuring a selection is ``pytest bench`` (``nox -s bench``).
+
+- ``tune MODEL [...]``: the fastest configuration of one model's phase (``bench.commands.tune``);
+- ``check-accuracy [...]``: the harness's medians against ``torch.utils.benchmark`` in the same
+  process (``bench.commands.check_accuracy``).
+"""
 
 from __future__ import annotations
 
 import sys
 
-SUBCOMMANDS = ("tune",)
+SUBCOMMANDS = ("tune", "check-accuracy")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,9 +19,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {given}; valid choices: {', '.join(SUBCOMMANDS)} "
               "(python -m bench tune MODEL; to measure a selection: pytest bench)", file=sys.stderr)
         return 2
-    from .tune import main as tune
+    command, rest = argv[0], argv[1:]
+    # Imported on demand: each command imports torch, the refusal above does not.
+    if command == "tune":
+        from bench.commands.tune import main as tune
 
-    return tune(argv[1:])
+        return tune(rest)
+    from bench.commands.check_accuracy import main as check_accuracy
+
+    return check_accuracy(rest)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The benchmarks: one function per phase, parametrized by conftest with the selected cases.
 
 Kept thin on purpose: the ``runner`` fixture (``bench.runners``, picked by conftest) measures
-the case; building the step is ``bench.step``, timing it and its passes ``bench.harness``.
+the case; building the step is ``bench.workloads.build``, timing it and its passes ``bench.runners.inprocess``.
 """
 
 

@@ -17,16 +17,23 @@ from typing import Any
 
 import pytest
 
-from . import cases as matrix
-from . import (count_plugin, datasets, distributed, environment, figures, isolate, max_batch, pipeline,
-               profile_plugin, shard)
-from .faults import CaseFailure, Status, classify, clip_error
-from .files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, FIGURES_FILE, HISTORY_DB
-from .flops import cpu_peak
-from .harness import cuda_available, synced_perf_counter
-from .progress import PLUGIN_NAME, Progress
-from .results import RunWriter, new_run_dir
-from .runners import MEASURED_ELSEWHERE, DistributedRunner, InProcessRunner, IsolatedRunner, Runner
+from bench import environment
+from bench.matrix import select as matrix
+from bench.matrix import shard
+from bench.matrix.progress import PLUGIN_NAME, Progress
+from bench.passes import CATALOG, max_batch, profile_plugin
+from bench.passes.flops import cpu_peak
+from bench.runners import counting, distributed, isolated
+from bench.runners.base import MEASURED_ELSEWHERE, Runner
+from bench.runners.distributed import DistributedRunner
+from bench.runners.inprocess import InProcessRunner, cuda_available, synced_perf_counter
+from bench.runners.isolated import IsolatedRunner
+from bench.schema.case import AXES, DATA_PHASES, Case
+from bench.schema.figures import to_json
+from bench.schema.files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, FIGURES_FILE, HISTORY_DB
+from bench.schema.results import RunWriter, new_run_dir
+from bench.schema.status import CaseFailure, Status, classify, clip_error
+from bench.workloads import datasets, pipeline
 
 _CASES = pytest.StashKey[list]()
 _WRITER = pytest.StashKey[RunWriter]()
@@ -48,7 +55,7 @@ def refuse(message: str) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("blitzbench", "blitzbench case selection")
-    for axis in matrix.AXES:
+    for axis in AXES:
         flag = "--" + axis.replace("_", "-")
         group.addoption(flag, dest=f"bb_{axis}", default=None, metavar="LIST",
                         help=f"comma list replacing the preset's {axis.replace('_', ' ')}")
@@ -83,7 +90,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--epochs", dest="bb_epochs", type=int, default=None, metavar="N",
                     help="timed epochs per data/epoch case, after one untimed (default 3)")
     profile_plugin.addoption(group)
-    count_plugin.addoption(group)
+    counting.addoption(group)
     max_batch.addoption(group)
     distributed.addoption(group)
 
@@ -101,7 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
             models.import_model_module(module)
         overrides = {
             axis: matrix.parse_axis(axis, value)
-            for axis in matrix.AXES
+            for axis in AXES
             if (value := getattr(config.option, f"bb_{axis}")) is not None
         }
         config.stash[_DIST] = distributed.configure(config, overrides)  # sets the world sizes
@@ -117,7 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
         refuse(f"--shard {config.option.bb_shard}: this part holds no case (the selection has {whole}); "
                "run fewer shards" if whole else "the selection contains no case")
     _check_image_sizes(selected)
-    if any(case.phase in matrix.DATA_PHASES for case in selected):
+    if any(case.phase in DATA_PHASES for case in selected):
         _configure_data(config)  # a bad --data-root stops the run before anything is measured
     config.stash[_CASES] = selected
     if getattr(config.option, "benchmark_columns", "absent") is None:  # not given: a short table
@@ -128,7 +135,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Emitted at session end, outside pytest's warning capture: with --isolate benchmark.json is
     # merged then, and a run that measured nothing says so in the blitzbench section.
     warnings.filterwarnings("ignore", message="Not saving anything")
-    count_plugin.configure(config)  # --metric instructions: valgrind present, else exit 2
+    counting.configure(config)  # --metric instructions: valgrind present, else exit 2
     if config.option.collectonly:
         return
     if dry_run(config):
@@ -154,10 +161,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_json = run_dir / BENCHMARK_JSON
     if not config.option.bb_child:
         config.stash[_ENV] = record_environment(run_dir, run_settings(config))
-        count_plugin.start(config, run_dir, config.stash[_ENV])
+        counting.start(config, run_dir, config.stash[_ENV])
 
 
-def _check_image_sizes(selected: list[matrix.Case]) -> None:
+def _check_image_sizes(selected: list[Case]) -> None:
     """An --image-sizes value a selected model cannot take stops the run, with the reason."""
     import models
 
@@ -228,7 +235,7 @@ def record_environment(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any
 def record_figures(run_dir: Path) -> None:
     """Write the run's figure declarations beside its results (plug-ins' included), so any
     later reader labels and gates them as this run declared them."""
-    declared = [figures.to_json(f) for f in figures.figures()]
+    declared = [to_json(f) for f in CATALOG.figures()]
     (run_dir / FIGURES_FILE).write_text(json.dumps(declared, indent=1), encoding="utf-8")
 
 
@@ -277,8 +284,8 @@ def runner(request: pytest.FixtureRequest) -> Runner:
     """The runner of this run: in this process, or each case in a child (--isolate)."""
     config = request.config
     opt = config.option
-    if count_plugin.counting(config) and not dry_run(config):
-        return count_plugin.runner(config, request.node, config.stash[_WRITER])
+    if counting.counting(config) and not dry_run(config):
+        return counting.runner(config, request.node, config.stash[_WRITER])
     case = getattr(request.node, "callspec", None) and request.node.callspec.params.get("case")
     if case and case.distributed != "off" and not dry_run(config):
         return DistributedRunner(distributed.Launch(
@@ -299,7 +306,7 @@ def extra_passes(config: pytest.Config) -> list:
 
 
 @pytest.fixture
-def case(request: pytest.FixtureRequest) -> matrix.Case:
+def case(request: pytest.FixtureRequest) -> Case:
     case = request.param
     if case.device == "cuda" and not cuda_available():
         pytest.skip("CUDA is not available on this machine")
@@ -320,7 +327,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         writer.write(_row(item, case, report, call))
 
 
-def _row(item: pytest.Item, case: matrix.Case, report: pytest.TestReport, call: pytest.CallInfo) -> dict:
+def _row(item: pytest.Item, case: Case, report: pytest.TestReport, call: pytest.CallInfo) -> dict:
     """The pytest-benchmark entry for a measured case; a status row for anything else."""
     fixture = getattr(item, "funcargs", {}).get("benchmark")
     if report.passed and fixture is not None and fixture.stats is not None:
@@ -356,7 +363,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if writer is None or config.option.bb_child:
         return
     if config.option.bb_isolate:
-        isolate.merge_benchmark_json(writer.run_dir)
+        isolated.merge_benchmark_json(writer.run_dir)
     if not config.stash[_DIST].records_rows():  # --node-rank K > 0
         _say(config, f"node {config.stash[_DIST].node_rank}: lent its ranks to node 0, which records the rows")
         return

@@ -2,7 +2,6 @@
 ``format`` (numbers -> strings), and by feature the run report (``run``), the history
 (``history``), the gate (``gate``) and profiler traces (``traces``)."""
 
-from . import stats  # noqa: F401  (declares the figures derived when results are read)
 from .load import ResultsError, load
 from .run.tables import compile_speedup, device_speedup, phase_table
 

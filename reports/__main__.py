@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from bench.files import DEFAULT_RESULTS_DIR, RUN_FILES
+from bench.schema.files import DEFAULT_RESULTS_DIR, RUN_FILES
 
 from .history import DEFAULT_NAME, write_history_report
 from .load import ResultsError

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from bench.files import ENVIRONMENT_FILE
+from bench.schema.files import ENVIRONMENT_FILE
 
 # Fields expected to differ between comparable runs: when and from what revision they ran,
 # and readings that move with load (current clocks), not settings.

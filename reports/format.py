@@ -1,7 +1,7 @@
 """The one module that turns numbers into strings: units, significant digits, percentages.
 
 A column's unit is chosen from its values (its median), so a column reads in one unit and
-values compare at a glance. What a column is comes from its declaration (``bench.figures``):
+values compare at a glance. What a column is comes from its declaration (``bench.schema.figures``):
 its kind fixes how it is shown, its label heads it. Nothing this module imports imports it.
 """
 

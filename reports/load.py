@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.cases import CASE_DEFAULTS, CASE_FIELDS, ROW_FIELDS
-from bench.faults import Status
-from bench.files import BENCHMARK_JSON, CASES_FILE, ENVIRONMENT_FILE, RUN_FILES
-from bench.timing import REQUIRED_STATS, STAT_COLUMNS
+from bench.schema.case import CASE_DEFAULTS, CASE_FIELDS, ROW_FIELDS
+from bench.schema.status import Status
+from bench.schema.files import BENCHMARK_JSON, CASES_FILE, ENVIRONMENT_FILE, RUN_FILES
+from bench.passes.timing import REQUIRED_STATS, STAT_COLUMNS
 
 from .environment import EnvironmentMismatchWarning, describe_differences, differing_fields, read_environment
 from .schema import adopt_recorded, names

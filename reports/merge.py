@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.files import (BENCHMARK_JSON, CASES_FILE, ENVIRONMENT_FILE, FIGURES_FILE, GATE_JSON, GATE_MD,
-                         ISOLATED_DIR, PROFILE_CSV, REPORT_CSV, REPORT_HTML, REPORT_MD, RUN_FILES)
+from bench.schema.files import (BENCHMARK_JSON, CASES_FILE, ENVIRONMENT_FILE, FIGURES_FILE, GATE_JSON, GATE_MD,
+                                ISOLATED_DIR, PROFILE_CSV, REPORT_CSV, REPORT_HTML, REPORT_MD, RUN_FILES)
 
 from . import environment
 from .environment import read_environment

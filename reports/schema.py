@@ -1,31 +1,33 @@
-"""The figure declarations as the reports read them: bench's, and those ``reports.stats``
-derives when results are read (bench never imports reports, so importing this module is what
-makes sure they are declared). Every list of figures in the reports comes from here."""
+"""The figure declarations as the reports read them: bench's (``bench.passes.CATALOG``), and
+those ``reports.stats`` derives when results are read, declared here (bench never imports
+reports). Every list of figures in the reports comes from here."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from bench import figures as declarations
-from bench.figures import Figure, Kind, View
-from bench.files import FIGURES_FILE
+from bench.passes import CATALOG
+from bench.schema.figures import Figure, Kind, View, from_json
+from bench.schema.files import FIGURES_FILE
 
-from . import stats  # noqa: F401  (declares the derived figures)
+from . import stats
+
+CATALOG.declare(*stats.FIGURES)
 
 __all__ = ["Figure", "Kind", "View", "figures", "get", "deterministic", "names", "adopt_recorded"]
 
 
 def figures(view: View | None = None, source: str | None = None) -> tuple[Figure, ...]:
-    return declarations.figures(view=view, source=source)
+    return CATALOG.figures(view=view, source=source)
 
 
 def get(name: str) -> Figure | None:
-    return declarations.get(name)
+    return CATALOG.get(name)
 
 
 def deterministic() -> tuple[Figure, ...]:
-    return declarations.deterministic()
+    return CATALOG.deterministic()
 
 
 def names(view: View | None = None, source: str | None = None) -> list[str]:
@@ -39,7 +41,7 @@ def adopt_recorded(run_dir: Path) -> list[Figure]:
     columns still load, undeclared."""
     path = Path(run_dir) / FIGURES_FILE
     try:
-        recorded = [declarations.from_json(item) for item in json.loads(path.read_text(encoding="utf-8"))]
+        recorded = [from_json(item) for item in json.loads(path.read_text(encoding="utf-8"))]
     except (OSError, ValueError, TypeError, KeyError):
         return []
-    return declarations.adopt(recorded)
+    return CATALOG.adopt(recorded)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from bench.figures import Figure, Kind, View, declare
+from bench.schema.figures import Figure, Kind, View
 
 # A case is *noisy* when a conclusion drawn from its median is unsafe: the 95% CI of the median
 # is wider than ±2% of it (a 2% difference cannot be told apart), or the rounds drifted (the
@@ -31,7 +31,7 @@ NOISY_RULE = ("noisy: the 95% CI of the median is wider than ±{ci} of it, or th
 _T, _H = frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY})
 # Derived from the raw rounds when results are read (older runs also stored them; ``derive``
 # recomputes them for every row, so old and new runs read the same).
-FIGURES = declare(
+FIGURES = (
     Figure("median_ci_low_s", Kind.SECONDS, "CI low", "stats", "95% CI of the median, low end", views=_T),
     Figure("median_ci_high_s", Kind.SECONDS, "CI high", "stats", "95% CI of the median, high end", views=_T),
     Figure("iqr_rel", Kind.RATIO, "IQR", "stats", "interquartile range / median", views=_T),

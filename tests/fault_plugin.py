@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import models
-from bench.optimizers import register_optimizer
+from bench.workloads.optimizers import register_optimizer
 
 
 class NaNOutput(nn.Module):

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from bench.cases import Case
+from bench.schema.case import Case
 
 
 def stats(times: Sequence[float]) -> dict[str, object]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import cases as matrix
+from bench.matrix import select as matrix
 from reports.__main__ import main
 from tests.synthetic import entry, rounds, write_run
 

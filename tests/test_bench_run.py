@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from bench import cases as matrix
+from bench.matrix import select as matrix
 from reports import load
 from tests.helpers import ROOT, bench_cmd, run_bench
 

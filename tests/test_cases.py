@@ -2,9 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import cases as matrix
-from bench.cases import Case, SelectionError
-from bench.optimizers import implementations, list_optimizers, seed_optimizers
+from bench.matrix import select as matrix
+from bench.schema.case import AXES, AXIS_FIELDS, CASE_FIELDS, Case
+from bench.matrix.select import SelectionError
+from bench.workloads.optimizers import implementations, list_optimizers, seed_optimizers
 
 
 def test_ids_read_like_pytest_ids():
@@ -66,7 +67,7 @@ def test_parse_axis_keeps_order_and_drops_duplicates():
 
 
 def test_loader_axes_vary_only_the_data_phases_and_stay_out_of_default_ids():
-    from bench.cases import parse_axis
+    from bench.matrix.select import parse_axis
 
     select = matrix.select
     selected = select("smoke", models=("fashion_mlp",), phases=("forward", "data", "epoch"),
@@ -130,10 +131,10 @@ def test_optimizer_implementations_are_entries_kept_out_of_the_presets():
 
 
 def test_every_axis_is_a_case_field_and_an_isolated_child_is_pinned_to_all_of_them():
-    from bench.isolate import child_args
+    from bench.runners.isolated import child_args
 
-    assert set(matrix.AXIS_FIELDS) == set(matrix.AXES)
-    assert set(matrix.AXIS_FIELDS.values()) == set(matrix.CASE_FIELDS)
+    assert set(AXIS_FIELDS) == set(AXES)
+    assert set(AXIS_FIELDS.values()) == set(CASE_FIELDS)
     case = Case(phase="train_step", model="lenet", optimizer="adam", device="cuda", mode="compile",
                 compile_mode="max-autotune", tf32=True, cudnn_benchmark=True, amp="bfloat16",
                 image_size=32, memory_format="channels_last")

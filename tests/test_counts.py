@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.count_plugin import model_modules
-from bench.counts import (COMPILE_SKIP_REASON, CUDA_SKIP_REASON, MIN_REPEAT_INSTRUCTIONS, calls_per_repeat,
-                          describe_library_isa, library_isa, parse_annotate, summarize)
-from bench.cases import Case
-from bench.files import CASES_FILE, ENVIRONMENT_FILE
+from bench.runners.counting import model_modules
+from bench.passes.counts import (COMPILE_SKIP_REASON, CUDA_SKIP_REASON, MIN_REPEAT_INSTRUCTIONS,
+                                 calls_per_repeat, describe_library_isa, library_isa, parse_annotate, summarize)
+from bench.schema.case import Case
+from bench.schema.files import CASES_FILE, ENVIRONMENT_FILE
 from tests.helpers import ROOT, Run, bench_cmd
 
 FORWARD = "forward[fashion_mlp-cpu-eager-b64]"

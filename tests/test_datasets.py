@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import models
-from bench import datasets as D
+from bench.workloads import datasets as D
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import distributed
-from bench.cases import Case
-from bench.files import CASES_FILE
+from bench.passes import distributed as dist_figures
+from bench.runners import distributed
+from bench.schema.case import Case
+from bench.schema.files import CASES_FILE
 from tests.helpers import ROOT, Run, bench_cmd, run_bench
 
 PLUGIN = ["--model-module", "tests.dist_plugin"]
@@ -182,12 +183,12 @@ def test_oversubscription_counts_threads_per_host():
     def rank(host: str, threads: int, cores: int = 4) -> dict:
         return dict(host=host, node=0, threads=threads, cores=cores)
 
-    assert not distributed.oversubscribed([rank("a", 2), rank("a", 2), rank("b", 4)])
-    assert distributed.oversubscribed([rank("a", 2), rank("a", 3), rank("b", 1)])
+    assert not dist_figures.oversubscribed([rank("a", 2), rank("a", 2), rank("b", 4)])
+    assert dist_figures.oversubscribed([rank("a", 2), rank("a", 3), rank("b", 1)])
     # As many ranks as cores (2 ranks of 1 thread on 2 cores): no core left for communication.
-    assert distributed.oversubscribed([rank("a", 1, cores=2), rank("a", 1, cores=2)])
-    assert not distributed.oversubscribed([rank("a", 1, cores=3), rank("a", 1, cores=3)])
-    assert not distributed.oversubscribed([rank("a", 2, cores=2)])  # one rank: its own threads only
+    assert dist_figures.oversubscribed([rank("a", 1, cores=2), rank("a", 1, cores=2)])
+    assert not dist_figures.oversubscribed([rank("a", 1, cores=3), rank("a", 1, cores=3)])
+    assert not dist_figures.oversubscribed([rank("a", 2, cores=2)])  # one rank: its own threads only
 
 
 def test_threads_per_rank_share_the_cores_unless_omp_num_threads_says(monkeypatch):

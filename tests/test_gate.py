@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import figures as declarations
-from bench.figures import Figure, Kind, View
+from bench.passes import CATALOG as declarations
+from bench.schema.figures import Figure, Kind, View
 from reports.gate import GateConfig, GateInputError, gate, markdown, match_case, noise_floor, to_json
 from reports.stats import holm
-from bench.cases import Case
+from bench.schema.case import Case
 from tests.helpers import ROOT, run_bench
 from tests.synthetic import COUNT_ENVIRONMENT, count_entry, entry, rounds, write_run
 

@@ -4,13 +4,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench.cases import Case
-from bench.figures import Figure, Kind, undeclare
-from bench import harness
-from bench.harness import first_call, measure, pedantic_rounds, warm_up
-from bench.optimizers import ManualSGD, list_optimizers, make_optimizer
-from bench.passes import builtin_passes, register_pass, unregister_pass
-from bench.step import PHASE_BUILDERS, Step, build_step, phase_builder
+from bench.schema.case import Case
+from bench.passes import CATALOG
+from bench.runners import inprocess as harness
+from bench.schema.figures import Figure, Kind
+from bench.runners.inprocess import first_call, measure, pedantic_rounds, warm_up
+from bench.workloads.optimizers import ManualSGD, list_optimizers, make_optimizer
+from bench.passes import PASSES, register_pass, unregister_pass
+from bench.workloads.phases import PHASE_BUILDERS
+from bench.workloads.step import Step
+from bench.workloads.build import build_step
 
 
 def case(phase: str, model: str = "fashion_mlp", optimizer: str | None = "adam", **kw) -> Case:
@@ -155,19 +158,15 @@ def test_run_passes_the_setup_results_to_the_call_and_scopes_only_the_setup():
     assert entered == [True]  # no setup, no setup scope
 
 
-def test_a_new_phase_is_one_builder():
-    @phase_builder("double_forward")
+def test_a_new_phase_is_one_builder_in_the_phase_table(monkeypatch):
     def double_forward(w):
         return (lambda: w.run_model(w.inputs) * 2), None
 
-    try:
-        step = build_step(case("double_forward", optimizer=None, batch_size=2))
-        with torch.no_grad():
-            torch.testing.assert_close(step.run(), 2 * step.model(step.batch[0]))
-        with pytest.raises(ValueError, match="already has a builder"):
-            phase_builder("double_forward")(double_forward)
-    finally:
-        PHASE_BUILDERS.pop("double_forward")
+    monkeypatch.setitem(PHASE_BUILDERS, "double_forward", double_forward)
+    step = build_step(case("double_forward", optimizer=None, batch_size=2))
+    with torch.no_grad():
+        torch.testing.assert_close(step.run(), 2 * step.model(step.batch[0]))
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="unknown phase 'double_forward'; phases with a builder: forward"):
         build_step(case("double_forward", optimizer=None))
 
@@ -202,13 +201,13 @@ def test_measure_times_the_bare_step_then_runs_every_pass_and_a_registered_one()
         step = measure(benchmark, case("forward", optimizer=None, batch_size=2), max_time=0.1, min_rounds=3)
     finally:
         unregister_pass("test_first_to_median")
-        undeclare("test_first_to_median")
+        CATALOG.undeclare("test_first_to_median")
     assert benchmark.calls == [step.fn]  # nothing wraps the timed callable
     info = benchmark.extra_info
     assert info["status"] == "ok" and info["test_first_to_median"] > 0
     assert info["samples_per_s"] == pytest.approx(2 / benchmark.stats.stats.median)
     assert not {"median_ci_low_s", "iqr_rel", "noisy"} & set(info)  # the reports derive those
-    assert [p.name for p in builtin_passes()] == ["context", "compile", "memory", "flops", "pipeline", "correctness"]
+    assert [p.name for p in PASSES] == ["context", "compile", "memory", "flops", "pipeline", "correctness"]
 
 
 def test_a_pass_returning_an_undeclared_figure_fails_the_case():
@@ -243,8 +242,9 @@ def test_compiled_forward_matches_eager():
 def test_compile_cache_is_warm_after_an_earlier_compile_or_a_cache_hit(frames_before, cache_hits, expected):
     from collections import Counter
 
-    from bench.compile_watch import CompileDelta, CompileSnapshot, compile_figures
-    from bench.passes import Timing
+    from bench.passes.compile_counters import CompileDelta, CompileSnapshot
+    from bench.passes.compile_watch import compile_figures
+    from bench.passes.base import Timing
 
     before = CompileSnapshot(frames=frames_before, cache_hits=5)
     first = CompileSnapshot(frames=frames_before + 1, graphs=1, cache_hits=5 + cache_hits).since(before)

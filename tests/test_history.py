@@ -11,7 +11,7 @@ import textwrap
 import pandas as pd
 import pytest
 
-from bench import cases as matrix
+from bench.matrix import select as matrix
 from reports.__main__ import main
 from reports.history import (HistoryError, append_run, check, load_history, locate, mark_shifts,
                              write_history_report)

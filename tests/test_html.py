@@ -10,8 +10,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from bench import cases as matrix
-from bench.figures import Figure, Kind, View, declare, undeclare
+from bench.matrix import select as matrix
+from bench.schema.case import PHASES, STEP_PHASES
+from bench.passes import CATALOG
+from bench.schema.figures import Figure, Kind, View
 from reports import load, schema
 from reports.run import plots, write_report
 from reports.run.write import report_html, report_markdown
@@ -51,7 +53,7 @@ def test_smoke_run_writes_a_self_contained_report(smoke_run):
     assert f"html: {smoke_run.run_dir / 'report.html'}" in smoke_run.proc.stdout
     for case in matrix.select("smoke"):
         assert plots.short_case(case.id) in text  # every case in the summary table
-    for phase in matrix.STEP_PHASES:  # the smoke preset's phases
+    for phase in STEP_PHASES:  # the smoke preset's phases
         assert f'id="phase-{phase}"' in text
     found = links(text)
     # Images embedded, nothing fetched: the file opens the same without network or folder.
@@ -59,7 +61,7 @@ def test_smoke_run_writes_a_self_contained_report(smoke_run):
     assert not [u for u in found.urls if u.startswith(("http:", "https:", "//"))]
     assert "<script" not in text and "<link" not in text
     # Per phase: the bar chart and the round-time distribution.
-    assert len(found.images) >= 2 * len(matrix.PHASES)
+    assert len(found.images) >= 2 * len(PHASES)
 
 
 def test_smoke_report_renders_in_chromium(smoke_run, tmp_path):
@@ -163,10 +165,10 @@ NEWER = [Figure("mem_grad_bytes", Kind.BYTES, "gradients", "memory"),
 @pytest.fixture
 def newer_figures():
     added = [f for f in NEWER if schema.get(f.name) is None]
-    declare(*added)
+    CATALOG.declare(*added)
     yield {f.name: schema.get(f.name) for f in NEWER}
     for f in added:
-        undeclare(f.name)
+        CATALOG.undeclare(f.name)
 
 
 def default_run(tmp_path, **extra):
@@ -245,7 +247,7 @@ def test_a_count_run_renders_without_timing(tmp_path):
     added = [] if schema.get("instructions") is not None else [
         Figure("instructions", Kind.COUNT, "instructions", "counts", deterministic=True, tolerance=0.01,
                views=frozenset({View.TABLE, View.HISTORY}))]
-    declare(*added)
+    CATALOG.declare(*added)
     try:
         rows = []
         for i, c in enumerate(matrix.select("smoke")):
@@ -255,7 +257,7 @@ def test_a_count_run_renders_without_timing(tmp_path):
         paths = write_report(run)
     finally:
         for f in added:
-            undeclare(f.name)
+            CATALOG.undeclare(f.name)
     html, md = (paths["html"].read_text(encoding="utf-8"), paths["markdown"].read_text(encoding="utf-8"))
     assert 'id="counts"' in html and "## Counted cases (no timing)" in md
     assert "<img" not in html  # no timing chart

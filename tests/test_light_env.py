@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from bench.cases import Case
+from bench.schema.case import Case
 from tests.helpers import ROOT
 from tests.synthetic import entry, rounds, write_run
 

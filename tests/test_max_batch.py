@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bench.cases import Case
-from bench.files import CASES_FILE
-from bench.max_batch import fits, parse_bytes, search
+from bench.schema.case import Case
+from bench.schema.files import CASES_FILE
+from bench.passes.max_batch import fits, parse_bytes, search
 from tests.helpers import run_bench
 
 

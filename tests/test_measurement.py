@@ -10,12 +10,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import models
-from bench.cases import Case
-from bench.faults import NonFiniteLoss, UnsupportedCase, classify
-from bench.flops import count_flops, gpu_peak
-from bench.memory import held_bytes, measure_memory
-from bench.optimizers import list_optimizers
-from bench.step import build_step
+from bench.schema.case import Case
+from bench.schema.status import NonFiniteLoss, UnsupportedCase, classify
+from bench.passes.flops import count_flops, gpu_peak
+from bench.passes.memory import held_bytes, measure_memory
+from bench.workloads.optimizers import list_optimizers
+from bench.workloads.build import build_step
 from reports import load
 from reports.environment import EnvironmentMismatchWarning, differing_fields
 from reports.stats import median_ci, summarize
@@ -214,7 +214,7 @@ def test_median_ci_matches_scipy_quantile_test(n):
 
 
 def test_a_long_error_keeps_its_start_and_its_end():
-    from bench.faults import MAX_ERROR_CHARS, clip_error
+    from bench.schema.status import MAX_ERROR_CHARS, clip_error
 
     # A count worker's message comes first, then valgrind's long stack lines: both ends matter.
     message = "no result from the valgrind worker within --count-timeout 1800 s; its last lines:\n" + \

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import cases as matrix
-from bench.shard import SHARD_FORM, ShardError, cost, parse_shard, shard, split
+from bench.matrix import select as matrix
+from bench.schema.case import Case
+from bench.matrix.shard import SHARD_FORM, ShardError, cost, parse_shard, shard, split
 from reports.history import load_history
 from reports.merge import main as merge_main
 from tests.helpers import ROOT, bench_cmd, run_bench
@@ -58,12 +59,12 @@ def test_shards_are_balanced_by_expected_cost(preset, count):
 
 
 def test_expected_cost_follows_what_takes_time():
-    step = matrix.Case(phase="train_step", model="lenet", optimizer="adam", device="cpu", mode="eager")
-    compiled = matrix.Case(phase="train_step", model="lenet", optimizer="adam", device="cpu", mode="compile")
-    autotuned = matrix.Case(phase="train_step", model="lenet", optimizer="adam", device="cpu", mode="compile",
+    step = Case(phase="train_step", model="lenet", optimizer="adam", device="cpu", mode="eager")
+    compiled = Case(phase="train_step", model="lenet", optimizer="adam", device="cpu", mode="compile")
+    autotuned = Case(phase="train_step", model="lenet", optimizer="adam", device="cpu", mode="compile",
                             compile_mode="max-autotune")
-    epoch = matrix.Case(phase="epoch", model="lenet", optimizer="adam", device="cpu", mode="eager")
-    vision = matrix.Case(phase="train_step", model="resnet18", optimizer="adam", device="cpu", mode="eager")
+    epoch = Case(phase="epoch", model="lenet", optimizer="adam", device="cpu", mode="eager")
+    vision = Case(phase="train_step", model="resnet18", optimizer="adam", device="cpu", mode="eager")
     assert cost(step) < cost(epoch) < cost(compiled) < cost(autotuned)
     assert cost(vision) > cost(step)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cases import Case
+from bench.schema.case import Case
 from tests.helpers import FAST, ROOT
 from tests.synthetic import entry, rounds, write_run
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import models
-from bench import datasets as D
-from bench import pipeline as P
+from bench.workloads import datasets as D
+from bench.passes.pipeline import summarize_epochs
+from bench.workloads import pipeline as P
 from reports import load
 from tests.helpers import run_bench
 
@@ -34,7 +35,7 @@ def test_an_epoch_is_every_batch_once_split_into_wait_and_compute(dataset):
     assert data_only.loss_sum == 0 and all(c < w for c, w in zip(data_only.compute_s, data_only.wait_s))
     step = seed_training()
     records = [P.walk(loader, "cpu", step) for _ in range(2)]
-    figures = P.summarize_epochs(records)
+    figures = summarize_epochs(records)
     assert (figures["epoch_images"], figures["epoch_batches"]) == (640, 10)
     waits = sum(w for r in records for w in r.wait_s)
     assert figures["data_wait_share"] == pytest.approx(waits / sum(r.total_s for r in records))

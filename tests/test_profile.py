@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.cases import Case
-from bench.profiling import (SETUP_LABEL, TIMED_LABEL, TRACE_BUDGET_BYTES, ProfileConfig, capture,
-                             check_budget, parse_schedule, trace_folder_name)
-from bench.step import build_step
+from bench.schema.case import Case
+from bench.passes.profiling import (SETUP_LABEL, TIMED_LABEL, TRACE_BUDGET_BYTES, ProfileConfig, capture,
+                                    check_budget, parse_schedule, trace_folder_name)
+from bench.workloads.build import build_step
 from reports import load
-from bench.files import PROFILE_CSV
-from bench.profiling import aggregate, step_counts
+from bench.schema.files import PROFILE_CSV
+from bench.passes.profiling import aggregate, step_counts
 from reports.traces.profile import load_profile, top_ops
 from reports.traces import TraceError, check_traces, find_traces, op_names, read_trace
 from tests.helpers import run_bench

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-from bench import cases as matrix
-from bench.progress import Estimate, clock_text
+from bench.matrix import select as matrix
+from bench.matrix.progress import Estimate, clock_text
 from tests.helpers import ROOT
 
 LINE = re.compile(r"^\[(\d+)/(\d+)\] (\S+)  (\d+:\d\d) elapsed(?:, ~(\d+:\d\d) left)? [.sFE]", re.M)
@@ -40,7 +40,7 @@ def test_estimate_takes_the_mean_of_the_same_kind_of_case():
 
 
 PLUGIN_CONFTEST = """
-from bench.progress import PLUGIN_NAME, Progress
+from bench.matrix.progress import PLUGIN_NAME, Progress
 
 def pytest_configure(config):
     config.pluginmanager.register(Progress(config), PLUGIN_NAME)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.profiling import trace_folder_name
+from bench.passes.profiling import trace_folder_name
 from tests.browser import is_blank, open_page
 from tests.helpers import ROOT
 

@@ -18,9 +18,9 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from bench.cases import Case
-from bench.profiling import FORWARD_LABEL, TIMED_LABEL, ProfileConfig, capture, trace_folder_name
-from bench.step import build_step
+from bench.schema.case import Case
+from bench.passes.profiling import FORWARD_LABEL, TIMED_LABEL, ProfileConfig, capture, trace_folder_name
+from bench.workloads.build import build_step
 from reports.__main__ import main as reports_main
 from reports.traces import case_trace, read_trace
 from reports.traces.breakdown import breakdown, timeline

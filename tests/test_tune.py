@@ -13,13 +13,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bench import tune
+from bench.commands import tune
 from bench.__main__ import main as bench_main
-from bench.cases import Case
-from bench.faults import UnsupportedCase
-from bench.optimizers import (implementations, make_optimizer, register_optimizer, unavailable_reason,
-                              unregister_optimizer)
-from bench.step import backend_settings, build_step, check_supported, hold_backend_settings, release_backend_settings
+from bench.schema.case import Case
+from bench.schema.status import UnsupportedCase
+from bench.workloads.optimizers import (implementations, make_optimizer, register_optimizer, unavailable_reason,
+                                        unregister_optimizer)
+from bench.workloads.backend import backend_settings, hold_backend_settings, release_backend_settings
+from bench.workloads.build import build_step, check_supported
 from reports.load import load
 from reports.tune import tune_table
 from tests.helpers import ROOT

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 import models
-from bench import cases as matrix
-from bench.cases import Case
-from bench.faults import Status
+from bench.matrix import select as matrix
+from bench.schema.case import Case, DATA_PHASES
+from bench.schema.status import Status
 from tests.helpers import ROOT, run_bench
 
 
@@ -77,10 +77,10 @@ def test_new_axes_stay_out_of_default_ids_and_are_pinned_for_children():
                              amp=("off", "bfloat16"), memory_formats=("channels_last",))
     assert {(c.image_size, c.amp, c.memory_format) for c in selected} == {
         (32, "off", "channels_last"), (32, "bfloat16", "channels_last")}
-    assert {c.amp for c in matrix.select("pipeline", amp=("bfloat16",)) if c.phase in matrix.DATA_PHASES} == {"off"}
+    assert {c.amp for c in matrix.select("pipeline", amp=("bfloat16",)) if c.phase in DATA_PHASES} == {"off"}
     with pytest.raises(matrix.SelectionError, match="'float8' for --amp; valid choices: off, bfloat16, float16"):
         matrix.parse_axis("amp", "float8")
-    from bench.isolate import child_args
+    from bench.runners.isolated import child_args
 
     class Config:
         class invocation_params:
@@ -151,7 +151,7 @@ def test_resnet18_at_a_tiny_size_with_bf16_autocast_and_channels_last(tmp_path):
     ok = got["train_step[resnet18-sgd-cpu-eager-b2-s16-amp_bfloat16-channels_last]"]
     assert ok["status"] == "ok", ok
     # bf16 autocast on BatchNorm in train mode at batch 2 is ill-conditioned: the check bounds
-    # the error by eager float32's own (bench/correctness.py), not by a fixed number.
+    # the error by eager float32's own (bench/passes/correctness.py), not by a fixed number.
     assert ok["correct"] is True and math.isfinite(ok["max_rel_error"]) and ok["max_abs_error"] >= 0
     fp16 = got["forward[resnet18-cpu-eager-b2-s16-amp_float16-channels_last]"]
     assert fp16["status"] == "skipped" and "CUDA only" in fp16["error"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 
-from bench.figures import Figure, Kind, View
-from bench.passes import FunctionPass, register_pass
+from bench.schema.figures import Figure, Kind, View
+from bench.passes.base import FunctionPass
+from bench.passes import register_pass
 
 register_pass(
     FunctionPass("toy", lambda step, timing: {"toy_widgets": float(os.environ.get("TOY_WIDGETS", "7"))}),

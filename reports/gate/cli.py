@@ -16,7 +16,8 @@ import time
 import warnings
 from pathlib import Path
 
-from bench.files import DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, GATE_JSON, GATE_MD, NOISE_FLOOR_FILE, RUN_FILES
+from bench.schema.files import (DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, GATE_JSON, GATE_MD, NOISE_FLOOR_FILE,
+                                RUN_FILES)
 
 from ..environment import read_environment
 from ..load import ResultsError, load

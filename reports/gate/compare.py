@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.faults import Status
+from bench.schema.status import Status
 
 from ..format import percent, relative
 from ..schema import deterministic, get

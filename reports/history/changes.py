@@ -9,7 +9,7 @@ import math
 
 import pandas as pd
 
-from bench.faults import Status
+from bench.schema.status import Status
 
 from .. import format as fmt
 from ..stats import ci_columns, shifted

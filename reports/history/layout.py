@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Mapping
 
-from bench.cases import ROW_FIELDS, Case
+from bench.schema.case import ROW_FIELDS, Case
 
 from ..load import ResultsError
 

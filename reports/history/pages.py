@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from bench.files import DEFAULT_RESULTS_DIR, HISTORY_HTML, HISTORY_MD
+from bench.schema.files import DEFAULT_RESULTS_DIR, HISTORY_HTML, HISTORY_MD
 
 from .. import format as fmt
 from ..run.document import Cards, Charts, Note, Section, Table

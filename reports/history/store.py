@@ -29,8 +29,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from bench.cases import CASE_DEFAULTS
-from bench.files import DEFAULT_RESULTS_DIR, HISTORY_DB
+from bench.schema.case import CASE_DEFAULTS
+from bench.schema.files import DEFAULT_RESULTS_DIR, HISTORY_DB
 
 from ..environment import read_environment
 from ..load import load

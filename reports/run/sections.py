@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from bench.faults import Status
+from bench.schema.status import Status
 
 from .. import format as fmt
 from ..environment import SHOWN_FIELDS, SUMMARY_FIELDS, busy_runs

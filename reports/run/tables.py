@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.cases import CASE_FIELDS, DATA_PHASES, DEVICES, MODES, PHASES
-from bench.faults import Status
+from bench.schema.case import CASE_FIELDS, DATA_PHASES, DEVICES, MODES, PHASES
+from bench.schema.status import Status
 
 from ..schema import View, figures, get, names
 from ..stats import ratio_interval

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.files import PROFILE_CSV, REPORT_CSV, REPORT_HTML, REPORT_MD
+from bench.schema.files import PROFILE_CSV, REPORT_CSV, REPORT_HTML, REPORT_MD
 
 from ..load import load
 from ..traces.profile import empty_profile, load_profile

@@ -20,7 +20,7 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.files import PROFILE_FILE, TRACES_DIR
+from bench.schema.files import PROFILE_FILE, TRACES_DIR
 
 from .. import format as fmt
 from . import events as ev

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from bench.profiling import FORWARD_LABEL, LAUNCH_CALL, PHASE_PREFIXES, SETUP_LABEL, TIMED_LABEL
+from bench.passes.profiling import FORWARD_LABEL, LAUNCH_CALL, PHASE_PREFIXES, SETUP_LABEL, TIMED_LABEL
 
 SPAN_COLUMNS = ["name", "cat", "pid", "tid", "start_us", "dur_us", "end_us", "correlation"]
 # What a GPU does (each on its device and stream) and the host calls that start it.

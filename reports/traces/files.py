@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from bench.files import TRACE_SUFFIXES, TRACES_DIR
+from bench.schema.files import TRACE_SUFFIXES, TRACES_DIR
 
 
 

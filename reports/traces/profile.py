@@ -1,6 +1,6 @@
 """Profiler summaries in pandas: per case, the operators by self time and the calls per step.
 
-The profiling pass (``bench.profiling``) groups each case's events by name, over the timed
+The profiling pass (``bench.passes.profiling``) groups each case's events by name, over the timed
 part only, per profiled step, and writes one JSON line per profiled
 case to ``profile.jsonl``; ``load_profile`` reads them back as one tidy DataFrame (a row
 per case and operator), which the run report writes to ``profile.csv`` and summarizes in
@@ -14,9 +14,9 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from bench.files import PROFILE_CSV, PROFILE_FILE, TRACES_DIR
+from bench.schema.files import PROFILE_FILE, TRACES_DIR
 # The row format of profile.jsonl is the profiling pass's, which writes it.
-from bench.profiling import OP_COLUMNS, case_id_of_folder
+from bench.passes.profiling import OP_COLUMNS, case_id_of_folder
 
 from ..load import read_jsonl
 from .files import TraceError

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.files import DEFAULT_RESULTS_DIR
+from bench.schema.files import DEFAULT_RESULTS_DIR
 
 from .files import TraceError, check_traces
 
