@@ -37,7 +37,7 @@ READER_DEPS = ["pandas>=2.0", "tabulate>=0.9", "matplotlib>=3.7", "scipy>=1.11",
 INTERRUPT_TIMEOUT_S = 120.0
 
 
-def install(session: nox.Session, extras: str = "") -> str:
+def install(session: nox.Session, extras: str = "[hf]") -> str:
     """Install the project into the session's environment; return the Python to run.
 
     With --no-venv nothing is installed and commands run on the interpreter that runs nox
@@ -104,7 +104,7 @@ def run_with_exit_status(session: nox.Session, python: str, *args: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (posargs go to pytest)."""
-    python = install(session, "[test,profile]")
+    python = install(session, "[test,profile,hf]")
     session.run(python, "-m", "pytest", "tests", *session.posargs)
 
 
@@ -157,7 +157,7 @@ def count(session: nox.Session) -> None:
 @nox.session
 def tensorboard(session: nox.Session) -> None:
     """Serve results/ (or the folder given) with TensorBoard's profiler plugin on 127.0.0.1."""
-    python = install(session, "[profile]")
+    python = install(session, "[profile,hf]")
     stop_with_nox(session)
     session.run(python, "-m", "reports.tensorboard", *session.posargs, interrupt_timeout=10.0)
 

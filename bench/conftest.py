@@ -8,6 +8,7 @@ Each phase is a test function (``forward``, ``backward``, ``optimizer_step``,
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import warnings
@@ -34,6 +35,7 @@ from bench.schema.files import BENCHMARK_JSON, DEFAULT_RESULTS_DIR, ENVIRONMENT_
 from bench.schema.results import RunWriter, new_run_dir
 from bench.schema.status import CaseFailure, Status, classify, clip_error
 from bench.workloads import datasets, pipeline
+from models import hf
 
 _CASES = pytest.StashKey[list]()
 _WRITER = pytest.StashKey[RunWriter]()
@@ -89,6 +91,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="training images of the synthetic dataset (default 6400: 100 batches of 64)")
     group.addoption("--epochs", dest="bb_epochs", type=int, default=None, metavar="N",
                     help="timed epochs per data/epoch case, after one untimed (default 3)")
+    group.addoption("--hf-config", dest="bb_hf_config", default=None, metavar="KEY=VALUE,...",
+                    help="hf:/hf-cls: models: config values over the small default (2 layers, 128 hidden, "
+                         "2 heads), e.g. num_hidden_layers=4,hidden_size=256")
     profile_plugin.addoption(group)
     counting.addoption(group)
     max_batch.addoption(group)
@@ -102,6 +107,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config.option, "bb_preset"):
         return
     try:
+        if config.option.bb_hf_config is not None:
+            # Read by models.hf when it makes an hf: model, here and in every child process.
+            os.environ[hf.ENV] = ",".join(f"{k}={v}" for k, v in hf.parse_overrides(config.option.bb_hf_config).items())
         for module in config.option.bb_model_module:
             import models
 
@@ -124,8 +132,9 @@ def pytest_configure(config: pytest.Config) -> None:
         refuse(f"--shard {config.option.bb_shard}: this part holds no case (the selection has {whole}); "
                "run fewer shards" if whole else "the selection contains no case")
     _check_image_sizes(selected)
+    _check_workloads(selected)
     if any(case.phase in DATA_PHASES for case in selected):
-        _configure_data(config)  # a bad --data-root stops the run before anything is measured
+        _configure_data(config, selected)  # a bad --data-root stops the run before anything is measured
     config.stash[_CASES] = selected
     if getattr(config.option, "benchmark_columns", "absent") is None:  # not given: a short table
         config.option.benchmark_columns = DEFAULT_COLUMNS
@@ -174,7 +183,29 @@ def _check_image_sizes(selected: list[Case]) -> None:
             refuse(f"invalid --image-sizes value {size}: {problem}")
 
 
-def _configure_data(config: pytest.Config) -> None:
+def _check_workloads(selected: list[Case]) -> None:
+    """What a selected model cannot take (a sequence length, a memory format) or return (no
+    floating tensor) stops the run, naming the value and the model."""
+    import models
+
+    for model in dict.fromkeys(c.model for c in selected):
+        problem = models.output_problem(models.get_spec(model))
+        if problem:
+            refuse(problem)
+    for model, seq in dict.fromkeys((c.model, c.seq_len) for c in selected if c.seq_len is not None):
+        problem = models.get_spec(model).seq_problem(seq)
+        if problem:
+            refuse(f"invalid --seq-lens value {seq}: {problem}")
+    for case in selected:
+        spec = models.get_spec(case.model)
+        if spec.tokens and case.memory_format == "channels_last":
+            refuse(f"invalid --memory-formats value channels_last for model {case.model!r}: it takes "
+                   f"{spec.inputs.describe()}; channels_last is a layout of 4-D image batches")
+
+
+def _configure_data(config: pytest.Config, selected: list[Case]) -> None:
+    import models
+
     opt = config.option
     for flag, value in (("--data-size", opt.bb_data_size), ("--epochs", opt.bb_epochs)):
         if value is not None and value < 1:
@@ -182,8 +213,13 @@ def _configure_data(config: pytest.Config) -> None:
     data = pipeline.DataConfig(root=Path(opt.bb_data_root) if opt.bb_data_root else None, dataset=opt.bb_dataset,
                                size=opt.bb_data_size or datasets.DEFAULT_SIZE,
                                epochs=opt.bb_epochs or pipeline.DEFAULT_EPOCHS)
+    loops = [c for c in selected if c.phase in DATA_PHASES]
+    token_loops = {(c.model, c.seq_len) for c in loops if models.get_spec(c.model).tokens}
     try:
-        pipeline.configure(data)
+        pipeline.configure(data, images=any(not models.get_spec(c.model).tokens for c in loops))
+        for model, seq in sorted(token_loops, key=str):
+            inputs = models.get_spec(model).inputs
+            pipeline.resolved_tokens(inputs.vocab_size, seq or inputs.seq_len)
     except datasets.DataError as exc:
         refuse(str(exc))
 

@@ -1,4 +1,5 @@
-"""``python -m models``: every registered model with its family, parameters, input size and loss.
+"""``python -m models``: every registered model with its family, parameters, inputs (image size, or a
+token workload's vocabulary and sequence length) and loss.
 
 Parameter counts come from a build whose parameters live on the meta device (nothing is
 allocated or initialised): the whole list, torchvision's 80 architectures included, takes
@@ -19,12 +20,12 @@ def main(argv: list[str]) -> int:
     rows = [("model", "family", "parameters", "input", "loss")]
     for name in names:
         spec = get_spec(name)
-        size = "x".join(str(d) for d in spec.input_shape)
-        rows.append((name, spec.family, f"{parameter_count(name):,}", size, spec.loss))
+        rows.append((name, spec.family, f"{parameter_count(name):,}", spec.inputs.describe(), spec.loss))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.rjust(w) if i == 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-    print(f"{len(names)} models")
+    print(f"{len(names)} models; also by name: hf:<model_type> (AutoModelForCausalLM) and hf-cls:<model_type> "
+          "(AutoModelForSequenceClassification, 2 labels), from Hugging Face transformers' configs")
     return 0
 
 

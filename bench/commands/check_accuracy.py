@@ -8,7 +8,10 @@ then, in the same process, ``torch.utils.benchmark.Timer(...).blocked_autorange(
 the very callable the suite timed. A phase whose rounds need a fresh setup (``backward``:
 a new graph each time) is timed with ``Timer.timeit(1)`` repeatedly, whose ``setup`` runs
 outside the timed statement. Exit 1 if a median differs by more than the tolerance.
-This is a check of the harness, not a test: timings depend on the machine.
+For a token workload's eager ``train_step`` it also times a hand-written loop (a fresh model, its
+optimizer, ``zero_grad -> loss -> backward -> step``) with the Timer: the suite's tokens/s must
+agree with that loop's (``--models gpt_cpu --optimizers adamw --phases train_step --batch-sizes 12
+--tolerance 0.03``). This is a check of the harness, not a test: timings depend on the machine.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import functools
 import statistics
 import sys
 import tempfile
+from typing import Callable
 
 import pytest
 import torch
@@ -58,6 +62,37 @@ class CompareWithTorchTimer:
             rounds = len(benchmark.stats.stats.data)
             reference = statistics.median(timer.timeit(1).raw_times[0] for _ in range(rounds))
         self.rows.append((step.case.id, benchmark.stats.stats.median, reference))
+        if step.tokens_per_call and step.case.phase == "train_step" and step.case.mode == "eager":
+            loop = hand_written_loop(step)
+            hand = tub.Timer(stmt="loop()", globals={"loop": loop}, num_threads=threads)
+            self.rows.append((f"{step.case.id} (hand-written loop)", benchmark.stats.stats.median,
+                              hand.blocked_autorange(min_run_time=self.min_run_time).median))
+
+
+def hand_written_loop(step) -> Callable[[], None]:
+    """The training step as a user writes it by hand, outside the suite's step layer: a fresh
+    model of the case's registration, torch.optim's optimizer over its parameter groups, one
+    made batch, and ``zero_grad -> loss = model(inputs, targets) -> backward -> step``. Its time
+    per call gives the tokens/s the suite's own must agree with."""
+    import models
+    from bench.workloads.optimizers import make_optimizer
+
+    case = step.case
+    spec = models.get_spec(case.model)
+    torch.manual_seed(0)
+    model = spec.build().to(device=case.device, dtype=getattr(torch, case.dtype)).train()
+    optimizer = make_optimizer(case.optimizer, spec.param_groups(model) if spec.param_groups else model.parameters())
+    batch = spec.make_batch(case.batch_size, case.device, seq_len=case.seq_len)
+
+    def loop() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        output = batch.call(model, with_target=spec.own_loss)
+        loss = models.loss_of(output) if spec.own_loss else spec.make_criterion()(models.prediction(output),
+                                                                                   batch.target)
+        loss.backward()
+        optimizer.step()
+
+    return loop
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,10 +11,10 @@ import itertools
 from typing import Iterable, Mapping, Sequence
 
 from bench.schema.case import (AMPS, AXES, COMPILE_MODES, DATA_PHASES, DEFAULT_BATCH_SIZE, DEVICES,
-                                DISTRIBUTED, DTYPES, MEMORY_FORMATS, MODES, OPTIMIZER_FREE_PHASES, PHASES,
-                                STEP_PHASES, TRANSFORMS, Case)
+                               DISTRIBUTED, DTYPES, LR_SCHEDULES, MEMORY_FORMATS, MODES, OPTIMIZER_FREE_PHASES,
+                               PHASES, STEP_PHASES, TRANSFORMS, Case)
 
-PRESETS = ("smoke", "default", "full", "pipeline", "vision")
+PRESETS = ("smoke", "default", "full", "pipeline", "vision", "llm")
 
 # The DataLoader axes: they vary only the data phases (other phases keep the seed's values).
 PIPELINE_AXES = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms")
@@ -25,6 +25,12 @@ STEP_AXES = ("image_sizes", "amp", "memory_formats")
 CUDA_ONLY_AXES = ("tf32", "cudnn_benchmark")
 # Phases that run distributed: every rank times the whole training step.
 DISTRIBUTED_PHASES = frozenset({"train_step"})
+# Integer axes: (smallest value, an example).
+INTEGER_AXES = {"batch_sizes": (1, "32,64"), "num_workers": (0, "0,2"), "prefetch_factor": (1, "2,4"),
+                "image_sizes": (1, "32,64,224"), "world_sizes": (1, "1,2"), "seq_lens": (1, "64,256"),
+                "grad_accum": (1, "1,4")}
+# The train step people write: clipping, accumulation, an LR scheduler (train_step only).
+TRAIN_STEP_AXES = ("clip_grad", "grad_accum", "lr_schedule")
 _SWITCHES = {"off": False, "on": True, "false": False, "true": True, "0": False, "1": True}
 
 
@@ -50,6 +56,7 @@ def valid_choices(axis: str) -> tuple[str, ...]:
         "persistent_workers": ("off", "on"),
         "tf32": ("off", "on"),
         "cudnn_benchmark": ("off", "on"),
+        "lr_schedule": LR_SCHEDULES,
     }[axis]
 
 
@@ -63,10 +70,8 @@ def parse_axis(axis: str, text: str) -> tuple:
     if not values:
         raise SelectionError(f"--{axis.replace('_', '-')} is empty")
     flag = "--" + axis.replace("_", "-")
-    if axis in ("batch_sizes", "num_workers", "prefetch_factor", "image_sizes", "world_sizes"):
-        smallest, example = {"batch_sizes": (1, "32,64"), "num_workers": (0, "0,2"),
-                             "prefetch_factor": (1, "2,4"), "image_sizes": (1, "32,64,224"),
-                             "world_sizes": (1, "1,2")}[axis]
+    if axis in INTEGER_AXES:
+        smallest, example = INTEGER_AXES[axis]
         bad = [v for v in values if not v.isdigit() or int(v) < smallest]
         if bad:
             raise SelectionError(f"invalid value {bad[0]!r} for {flag}; expected integers of at least "
@@ -77,6 +82,10 @@ def parse_axis(axis: str, text: str) -> tuple:
         if bad:
             raise SelectionError(f"invalid value {bad[0]!r} for {flag}; valid choices: off, on")
         return tuple(dict.fromkeys(_SWITCHES[v.lower()] for v in values))
+    if axis == "clip_grad":
+        return tuple(dict.fromkeys(_clip_value(v, flag) for v in values))
+    if axis == "models":
+        return tuple(dict.fromkeys(_model_name(v) for v in values))
     choices = valid_choices(axis)
     for v in values:
         if v not in choices:
@@ -88,6 +97,41 @@ def parse_axis(axis: str, text: str) -> tuple:
                 f"unknown value {v!r} for --{axis.replace('_', '-')}; valid choices: {', '.join(choices)}{hint}"
             )
     return tuple(dict.fromkeys(values))
+
+
+def _clip_value(text: str, flag: str) -> float | None:
+    """``off`` (no clipping) or a positive maximum norm."""
+    if text.lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise SelectionError(f"invalid value {text!r} for {flag}; expected off or a positive maximum gradient "
+                             "norm, e.g. off,1.0")
+    return value
+
+
+def _model_name(name: str) -> str:
+    """A registered model, or one made by name (``hf:gpt2``); else the closest names."""
+    import difflib
+
+    import models
+
+    known = models.list_models()
+    if name in known:
+        return name
+    try:
+        models.get_spec(name)  # made by name (hf:...), or a ValueError saying why not
+    except ValueError as exc:
+        if ":" in name:
+            raise SelectionError(f"invalid value {name!r} for --models: {exc}") from None
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise SelectionError(f"unknown value {name!r} for --models; valid choices: {', '.join(known)}, "
+                             f"or hf:<model_type> / hf-cls:<model_type>{hint}") from None
+    return name
 
 
 def _seed_models() -> tuple[str, ...]:
@@ -103,10 +147,12 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
 
     from bench.workloads.optimizers import seed_optimizers
 
-    base = dict(dtypes=("float32",), batch_sizes=(DEFAULT_BATCH_SIZE,), num_workers=(0,), pin_memory=(False,),
+    # batch_sizes None: each model's own default (the seed's 64 for the image models).
+    base = dict(dtypes=("float32",), batch_sizes=(None,), num_workers=(0,), pin_memory=(False,),
                 persistent_workers=(False,), prefetch_factor=(None,), transforms=("v1",), image_sizes=(None,),
                 amp=("off",), memory_formats=("contiguous",), compile_modes=("default",), tf32=(False,),
-                cudnn_benchmark=(False,), distributed=("off",), world_sizes=(1,))
+                cudnn_benchmark=(False,), distributed=("off",), world_sizes=(1,), seq_lens=(None,),
+                clip_grad=(None,), grad_accum=(1,), lr_schedule=("none",))
     if preset == "smoke":
         return [
             dict(base, models=("lenet", "fashion_mlp"), optimizers=("adam",), phases=STEP_PHASES,
@@ -139,6 +185,19 @@ def preset_blocks(preset: str) -> list[dict[str, tuple]]:
             dict(base, models=("lenet", "fashion_mlp"), optimizers=("sgd", "adam"),
                  phases=("train_step",), devices=("cpu",), modes=("compile",)),
         ]
+    if preset == "llm":
+        # Transformers: the GPT decoder at nanoGPT's CPU size and the BERT-style classifier, with
+        # AdamW over their weight-decay groups, eager and compiled; on CUDA (skipped without
+        # it) GPT-2 124M at its 1024-token block in bfloat16 autocast.
+        llm = ("gpt_cpu", "bert_cls")
+        return [
+            dict(base, models=llm, optimizers=("adamw",), phases=("forward", "backward", "train_step"),
+                 devices=("cpu",), modes=("eager",)),
+            dict(base, models=llm, optimizers=("adamw",), phases=("train_step",), devices=("cpu",),
+                 modes=("compile",)),
+            dict(base, models=("gpt2_124m",), optimizers=("adamw",), phases=("train_step",), devices=("cuda",),
+                 modes=("eager", "compile"), amp=("bfloat16",)),
+        ]
     # full: the seed models in every way (the ~80 torchvision models have their own preset,
     # vision, and are selected by name: all of them in every way would be ~10,000 cases).
     return [
@@ -166,21 +225,43 @@ def loader_settings(block: Mapping[str, Sequence], phase: str) -> Iterable[dict[
 
 
 def expand(block: Mapping[str, Sequence]) -> Iterable[Case]:
-    for model, phase, device, mode, dtype, bs, size, amp, fmt in itertools.product(
+    for model, phase, device, mode, dtype, bs, size, amp, fmt, seq in itertools.product(
         block["models"], block["phases"], block["devices"], block["modes"],
-        block["dtypes"], block["batch_sizes"], block.get("image_sizes", (None,)),
-        block.get("amp", ("off",)), block.get("memory_formats", ("contiguous",)),
+        block["dtypes"], block.get("batch_sizes", (None,)), block.get("image_sizes", (None,)),
+        block.get("amp", ("off",)), block.get("memory_formats", ("contiguous",)), block.get("seq_lens", (None,)),
     ):
         if phase == "data" and mode != "eager":
             continue  # the loader alone has nothing to compile
         if phase in DATA_PHASES:  # STEP_AXES vary the step phases only (select drops the repeats)
             size, amp, fmt = None, "off", "contiguous"
         opts = (None,) if phase in OPTIMIZER_FREE_PHASES else block["optimizers"]
-        for opt, settings, extra in itertools.product(opts, list(loader_settings(block, phase)),
-                                                      list(step_settings(block, phase, device, mode))):
+        for opt, settings, extra, train in itertools.product(
+                opts, list(loader_settings(block, phase)), list(step_settings(block, phase, device, mode)),
+                list(train_step_settings(block, phase))):
             yield Case(phase=phase, model=model, optimizer=opt, device=device, mode=mode,
-                       dtype=dtype, batch_size=bs, image_size=size, amp=amp, memory_format=fmt,
-                       **settings, **extra)
+                       dtype=dtype, batch_size=bs or _default_batch(model), image_size=size, amp=amp,
+                       memory_format=fmt, seq_len=seq, **settings, **extra, **train)
+
+
+def _default_batch(model: str) -> int:
+    """The batch a model runs at when the selection names none (the seed's 64 for images)."""
+    import models
+
+    try:
+        return models.get_spec(model).batch_size
+    except ValueError:  # not a model (a test's made-up name): the seed's
+        return DEFAULT_BATCH_SIZE
+
+
+def train_step_settings(block: Mapping[str, Sequence], phase: str) -> Iterable[dict[str, object]]:
+    """Gradient clipping, accumulation and the LR scheduler: every combination for train_step,
+    the plain step elsewhere (select drops the repeats)."""
+    if phase != "train_step":
+        yield dict(clip_grad=None, grad_accum=1, lr_schedule="none")
+        return
+    for clip, accum, schedule in itertools.product(*(block.get(a) or (d,) for a, d in zip(
+            TRAIN_STEP_AXES, (None, 1, "none")))):
+        yield dict(clip_grad=clip, grad_accum=accum, lr_schedule=schedule)
 
 
 def step_settings(block: Mapping[str, Sequence], phase: str, device: str,
@@ -218,4 +299,5 @@ def _order(case: Case) -> tuple:
             MODES.index(case.mode), case.dtype, case.batch_size, case.num_workers, case.pin_memory,
             case.persistent_workers, case.prefetch_factor or 0, case.transforms, case.image_size or 0,
             AMPS.index(case.amp) if case.amp in AMPS else len(AMPS), case.memory_format,
-            case.compile_mode, case.tf32, case.cudnn_benchmark, case.distributed, case.world_size)
+            case.compile_mode, case.tf32, case.cudnn_benchmark, case.distributed, case.world_size,
+            case.seq_len or 0, case.clip_grad or 0.0, case.grad_accum, case.lr_schedule)

@@ -30,7 +30,8 @@ from bench.schema.status import WrongResult
 
 if TYPE_CHECKING:
     from bench.passes.base import Timing
-    from bench.workloads.step import Step
+    from bench.workloads.step import Step, Workload
+    from models import Batch
 
 TOLERANCES = {"float32": 1e-4, "tf32": 1e-2, "float16": 1e-2, "bfloat16": 3e-2}
 TRAINING_PHASES = ("backward", "optimizer_step", "train_step")
@@ -70,15 +71,19 @@ def tolerance(step: Step) -> tuple[str, float]:
     return precision, TOLERANCES[precision]
 
 
-def _outcome(run_model, model, criterion, inputs, target, autocast, training) -> list:
-    """The output and (training) all gradients as one vector, in float64 for comparing."""
+def _outcome(w: Workload, run_model: Any, model: Any, batch: Batch, autocast: Any, training: bool) -> list:
+    """Every floating output and (training) all gradients as one vector, in float64 for comparing.
+    One forward: with the targets for a model that computes its own loss, when training."""
     import torch
+
+    import models
 
     with torch.set_grad_enabled(training):
         with autocast():
-            out = run_model(inputs)
-            loss = criterion(out, target) if training else None
-        result = [out.detach().double()]
+            out = batch.call(run_model, with_target=training and w.criterion is None)
+            loss = w.loss_of(out, batch) if training else None
+        outputs = [t.detach().double().flatten() for t in models.floating_tensors(out) if t.dim()]
+        result = [torch.cat(outputs) if outputs else torch.zeros(0, dtype=torch.float64)]
         if training:
             model.zero_grad(set_to_none=True)
             loss.backward()
@@ -125,11 +130,10 @@ def compare(step: Step) -> dict[str, Any]:
         for sub in m.modules():
             if isinstance(sub, torch.nn.modules.dropout._DropoutNd):
                 sub.eval()
-    inputs = w.inputs.contiguous()
-    target = w.target.double() if w.target.is_floating_point() else w.target
-    want = _outcome(exact, exact, copy.deepcopy(w.criterion), inputs.double(), target, nullcontext, training)
-    got = _outcome(w.run_model, w.model, w.criterion, w.inputs, w.target, w.autocast, training)
-    ref = _outcome(base, base, w.criterion, inputs, w.target, w.autocast, training)
+    batch = w.batch.map(lambda t: t.contiguous())  # floating tensors only change dtype below
+    want = _outcome(w, exact, exact, batch.floating(lambda t: t.double()), nullcontext, training)
+    got = _outcome(w, w.run_model, w.model, w.batch, w.autocast, training)
+    ref = _outcome(w, base, base, batch, w.autocast, training)
     _, tol = tolerance(step)
     worst = {"max_abs_error": 0.0, "max_rel_error": 0.0, "where": "output", "bound": tol, "correct": True}
     for where, (diff, rel), (_, base_rel) in zip(("output", "gradients"), _errors(got, want), _errors(ref, want)):

@@ -35,7 +35,15 @@ FIGURES = (
     Figure("flops_per_s", Kind.FLOP_RATE, "FLOP/s", "flops", "FLOPs / median", views=_T),
     Figure("peak_flops_per_s", Kind.FLOP_RATE, "peak FLOP/s", "flops", "data sheet (GPU) or measured matmul (CPU)",
            views=_H),
-    Figure("peak_share", Kind.RATIO, "of peak", "flops", "FLOP/s as a share of the peak", views=_T),
+    Figure("peak_share", Kind.RATIO, "MFU", "flops",
+           "model FLOPs utilization: FLOP/s (counted FLOPs per call / median) as a share of the device's "
+           "peak for the case's precision (data sheet for GPUs; a matmul measured on this CPU)", views=_T),
+    Figure("flops_estimate", Kind.FLOPS, "FLOPs (6NT)", "flops",
+           "decoders: PaLM's / nanoGPT's estimate, (6·N + 12·L·H·Q·T) per token for a training step "
+           "(a third for forward, two thirds for backward) × tokens per call; N: parameters less "
+           "lookup-only embeddings", deterministic=True, views=_H),
+    Figure("mfu_estimate", Kind.RATIO, "MFU (6NT)", "flops",
+           "the 6·N·T estimate's FLOP/s as a share of the peak", views=_T),
     Figure("peak_source", Kind.TEXT, "peak source", "flops", views=_H),
 )
 
@@ -101,7 +109,47 @@ def flop_figures(step: Step, timing: Timing) -> dict[str, Any]:
     eager = step if case.mode == "eager" else build_step(replace(case, mode="eager"),
                                                          compile_backend=timing.compile_backend)
     flops = count_flops(eager)
-    peak, source = device_peak(case.device, case.dtype)
+    peak, source = device_peak(case.device, case.amp if case.amp != "off" else case.dtype)
     achieved = flops / timing.median_s if flops else None
+    estimate = decoder_flops(step)
     return dict(flops=flops, flops_per_s=achieved, peak_flops_per_s=peak, peak_source=source,
-                peak_share=achieved / peak if achieved and peak else None)
+                peak_share=achieved / peak if achieved and peak else None, flops_estimate=estimate,
+                mfu_estimate=estimate / timing.median_s / peak if estimate and peak else None)
+
+
+# Of a training step's 6 FLOPs per parameter and token (2 forward, 4 backward), what each phase does.
+PHASE_SHARE = {"train_step": 1.0, "forward": 1 / 3, "backward": 2 / 3}
+
+
+def decoder_flops(step: Step) -> float | None:
+    """PaLM's estimate of a decoder's FLOPs per call, as nanoGPT's ``estimate_mfu``: per token
+    6·N (each parameter's multiply-add, forward and backward) + 12·L·H·Q·T (attention's scores
+    and weighted sum, forward and backward), N the parameters less the embeddings used only for
+    lookups (positions; a token embedding tied to the output layer counts). None for other
+    models and phases."""
+    import models
+
+    spec = models.get_spec(step.case.model)
+    share = PHASE_SHARE.get(step.case.phase)
+    if spec.decoder is None or share is None or not step.tokens_per_call:
+        return None
+    d, t = spec.decoder, step.case.seq_len or spec.inputs.seq_len
+    per_token = 6 * matmul_params(step.model) + 12 * d.layers * d.heads * (d.width // d.heads) * t
+    return share * per_token * step.tokens_per_call
+
+
+def matmul_params(model: Any) -> int:
+    """Parameters less those of embeddings that are only looked up (not shared with a layer that
+    multiplies by them, as a tied output layer does)."""
+    import torch
+
+    lookups = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    used = {id(p) for m in model.modules() if not isinstance(m, torch.nn.Embedding)
+            for p in m.parameters(recurse=False)}
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():  # each tensor once (a tied weight is one tensor)
+        if id(p) not in seen and (id(p) not in lookups or id(p) in used):
+            seen.add(id(p))
+            total += p.numel()
+    return total

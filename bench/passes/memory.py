@@ -68,7 +68,11 @@ def _tensors(step: Step) -> Iterable[torch.Tensor]:
     yield from _grads(step)
     yield from step.model.buffers()
     yield from _optimizer_state(step)
-    yield from step.batch
+    if step.batch is not None:
+        yield from step.batch.tensors()
+    if step.workload is not None:  # gradient accumulation's other micro-batches
+        for batch in step.workload.micro_batches[1:]:
+            yield from batch.tensors()
 
 
 def storage_bytes(tensors: Iterable[torch.Tensor]) -> int:

@@ -37,8 +37,13 @@ FIGURES = (
     Figure("iterations", Kind.COUNT, "iterations", "timing", views=_H),
     Figure("ops", Kind.RATE, "calls/s", "timing", views=frozenset()),
     Figure("samples_per_s", Kind.RATE, "samples/s", "timing", "samples per call (a batch, or an epoch's images) / median", views=_T),
+    Figure("tokens_per_s", Kind.RATE, "tokens/s", "timing",
+           "token workloads: tokens per call (batch × sequence length × micro-batches, or an epoch's) / median",
+           views=_T),
     Figure("first_call_s", Kind.SECONDS, "first call", "timing", "the first (for compile: compiling) call",
            views=_H),
+    Figure("time_to_first_step_s", Kind.SECONDS, "to first step", "timing",
+           "building the model, batch and optimizer, then the first call (compile included)", views=_T),
     Figure("param_count", Kind.COUNT, "parameters", "timing", deterministic=True, views=_H),
     Figure("torch_version", Kind.TEXT, "torch", "timing", views=_H),
     Figure("num_threads", Kind.COUNT, "threads", "timing", views=_H),
@@ -57,6 +62,9 @@ def context_figures(step: Step, timing: Timing) -> dict[str, Any]:
         param_count=step.param_count, first_call_s=timing.first_call_s,
         # optimizer_step touches parameters, not samples: no throughput for it.
         samples_per_s=None if case.phase == "optimizer_step" else step.items_per_call / timing.median_s,
+        tokens_per_s=(step.tokens_per_call / timing.median_s
+                      if step.tokens_per_call and case.phase != "optimizer_step" else None),
+        time_to_first_step_s=step.build_s + timing.first_call_s,
         torch_version=torch.__version__, num_threads=torch.get_num_threads(), pid=os.getpid(),
         # Other busy processes make OpenMP threads wait on each other: keep the load beside the time.
         load_avg_1m=os.getloadavg()[0],

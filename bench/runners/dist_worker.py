@@ -39,7 +39,8 @@ from bench.runners import inprocess
 from bench.runners.distributed import usable_cores
 from bench.schema.case import Case
 from bench.schema.status import CaseFailure, NonFiniteLoss, Status, UnsupportedCase, classify, clip_error
-from bench.workloads.build import build_step
+import models
+from bench.workloads.build import build_step, make_scheduler
 from bench.workloads.optimizers import make_optimizer
 from bench.workloads.phases import PHASE_BUILDERS
 from bench.workloads.step import Built, Step, synchronize
@@ -88,25 +89,22 @@ def build_distributed_step(case: Case, rank: int, local_rank: int, compile_backe
     weights; the optimizer is made over the wrapped model's parameters (FSDP replaces them)."""
     base = build_step(case, rng_seed=rank, compile_backend=compile_backend)
     w = base.workload
-    assert w is not None and w.criterion is not None
+    assert w is not None
     with torch.no_grad():
         for tensor in chain(w.model.parameters(), w.model.buffers()):
             dist.broadcast(tensor.data, 0)
     wrapped = wrap(w.model, case, local_rank)
     run_model = torch.compile(wrapped, backend=compile_backend) if case.mode == "compile" else wrapped
-    criterion, inputs, target, autocast = w.criterion, w.inputs, w.target, w.autocast
-
-    def loss() -> torch.Tensor:
-        with autocast():
-            return criterion(run_model(inputs), target)
-
-    optimizer = make_optimizer(case.optimizer, list(wrapped.parameters()))
+    spec = models.get_spec(case.model)
+    params = spec.param_groups(wrapped) if spec.param_groups else list(wrapped.parameters())
+    optimizer = make_optimizer(case.optimizer, params)
+    scheduler = make_scheduler(case.lr_schedule, optimizer)  # before taking its step: it wraps it
     opt_step: Callable[[], Any] = optimizer.step
     if case.mode == "compile":
         opt_step = torch.compile(optimizer.step, backend=compile_backend)
     scaler = torch.amp.GradScaler(case.device) if case.amp == "float16" else None
-    workload = dataclasses.replace(w, run_model=run_model, loss=loss, optimizer=optimizer,
-                                   opt_step=opt_step, scaler=scaler)
+    workload = dataclasses.replace(w, model=wrapped, run_model=run_model, optimizer=optimizer, opt_step=opt_step,
+                                   scaler=scaler, scheduler=scheduler)
     built = Built(*PHASE_BUILDERS[case.phase](workload))
     return dataclasses.replace(base, fn=built.fn, setup=built.setup, model=wrapped, optimizer=optimizer,
                                workload=workload)

@@ -35,7 +35,7 @@ _DROP_FLAGS = {"--isolate"}
 def child_args(config: pytest.Config, case: Case, run_dir: Path) -> list[str]:
     """The parent's own arguments, then options that pin the child to one case and folder."""
     args = [a for a in config.invocation_params.args if a not in _DROP_FLAGS]
-    values = {axis: axis_value(getattr(case, field)) for axis, field in AXIS_FIELDS.items()}
+    values = {axis: axis_value(getattr(case, field), field) for axis, field in AXIS_FIELDS.items()}
     values["optimizers"] = case.optimizer or "sgd"  # forward/backward ignore the optimizer axis
     # None: the parent's selection has that default (a model's image size, torch's prefetch).
     pinned = {axis: value for axis, value in values.items() if value is not None}

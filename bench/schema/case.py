@@ -27,6 +27,9 @@ TRANSFORMS = ("v1", "v2")  # the seed's ToTensor + Normalize; transforms.v2's To
 # How a step is spread over processes: one process, DistributedDataParallel or FullyShardedDataParallel.
 DISTRIBUTED = ("off", "ddp", "fsdp")
 DEFAULT_BATCH_SIZE = 64  # the seed's DataLoader batch size
+# The LR scheduler stepped after each train step: none, or torch.optim.lr_scheduler's cosine
+# annealing, linear warm-up, one-cycle.
+LR_SCHEDULES = ("none", "cosine", "linear", "onecycle")
 
 
 @dataclass(frozen=True, order=True)
@@ -58,6 +61,14 @@ class Case:
     # number of ranks over all nodes (1 with distributed off).
     distributed: str = "off"
     world_size: int = 1
+    # Token workloads: the sequence length (None: the model's default).
+    seq_len: int | None = None
+    # The train step people write (train_step only; the plain values elsewhere): clip the
+    # gradients' total norm to this (None: no clipping), accumulate gradients over this many
+    # micro-batches of batch_size before the step, and step an LR scheduler after it.
+    clip_grad: float | None = None
+    grad_accum: int = 1
+    lr_schedule: str = "none"
 
     @property
     def params_id(self) -> str:
@@ -82,6 +93,10 @@ class Case:
         parts += ["tf32"] if self.tf32 else []
         parts += ["cudnn_bench"] if self.cudnn_benchmark else []
         parts += [f"{self.distributed}{self.world_size}"] if self.distributed != "off" else []
+        parts += [f"seq{self.seq_len}"] if self.seq_len is not None else []
+        parts += [f"clip{self.clip_grad:g}"] if self.clip_grad is not None else []
+        parts += [f"acc{self.grad_accum}"] if self.grad_accum != 1 else []
+        parts += [f"lr_{self.lr_schedule}"] if self.lr_schedule != "none" else []
         return "-".join(parts)
 
     @property
@@ -108,7 +123,7 @@ ROW_FIELDS: tuple[str, ...] = ("case_id", *CASE_FIELDS, "status", "error", "inva
 AXES = ("models", "optimizers", "phases", "devices", "modes", "dtypes", "batch_sizes",
         "num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "transforms",
         "image_sizes", "amp", "memory_formats", "compile_modes", "tf32", "cudnn_benchmark",
-        "distributed", "world_sizes")
+        "distributed", "world_sizes", "seq_lens", "clip_grad", "grad_accum", "lr_schedule")
 # Each axis is the comma-list option for one Case field.
 AXIS_FIELDS: dict[str, str] = {
     "models": "model", "optimizers": "optimizer", "phases": "phase", "devices": "device", "modes": "mode",
@@ -116,15 +131,20 @@ AXIS_FIELDS: dict[str, str] = {
     "persistent_workers": "persistent_workers", "prefetch_factor": "prefetch_factor",
     "transforms": "transforms", "image_sizes": "image_size", "amp": "amp", "memory_formats": "memory_format",
     "compile_modes": "compile_mode", "tf32": "tf32", "cudnn_benchmark": "cudnn_benchmark",
-    "distributed": "distributed", "world_sizes": "world_size",
+    "distributed": "distributed", "world_sizes": "world_size", "seq_lens": "seq_len", "clip_grad": "clip_grad",
+    "grad_accum": "grad_accum", "lr_schedule": "lr_schedule",
 }
 
 
-def axis_value(value: object) -> str | None:
+# Fields whose None is a value an option spells ("off": no clipping), not the model's default.
+NONE_SPELLED = {"clip_grad": "off"}
+
+
+def axis_value(value: object, field: str | None = None) -> str | None:
     """A case field's value as its option spells it (``on``/``off`` for switches); None for a
-    value no option spells (a model's default image size, torch's default prefetch)."""
+    value no option spells (a model's default image or sequence size, torch's default prefetch)."""
     if value is None:
-        return None
+        return NONE_SPELLED.get(field or "")
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)

@@ -16,6 +16,7 @@ class Status(str, Enum):
     NON_FINITE = "non_finite"
     WRONG_RESULT = "wrong_result"  # measured, but it computes something else than eager
     UNSUPPORTED = "unsupported"  # excluded by design (an optimizer that does not run on the device)
+    NO_LOSS = "no_loss"  # the model gives no loss to train on (loss="own", but none in its output)
     ERROR = "error"
 
     def __str__(self) -> str:
@@ -60,6 +61,12 @@ class NonFiniteLoss(CaseFailure):
     """The loss (or the forward output) is NaN or infinite: timing it would be meaningless."""
 
     status = Status.NON_FINITE
+
+
+class NoLoss(CaseFailure):
+    """A model registered with ``loss="own"`` returned no loss (or gave nothing a criterion takes)."""
+
+    status = Status.NO_LOSS
 
 
 class WrongResult(CaseFailure):

@@ -5,6 +5,7 @@ the ``Step`` the runners time. Whether a case can run here at all is decided fir
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Callable
 
@@ -17,6 +18,7 @@ from bench.workloads.backend import hold_backend_settings
 from bench.workloads.optimizers import make_optimizer, supported_devices, unavailable_reason
 from bench.workloads.phases import PHASE_BUILDERS
 from bench.workloads.step import Built, Step, Workload
+from models import Batch
 
 
 def check_supported(case: Case) -> None:
@@ -71,6 +73,7 @@ def autocast_for(case: Case) -> Callable[[], AbstractContextManager]:
 
 def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor") -> Step:
     """Model, data, loss and optimizer on the case's device, and the callable for its phase."""
+    started = time.perf_counter()
     check_supported(case)
     try:
         builder = PHASE_BUILDERS[case.phase]
@@ -91,46 +94,82 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
     dtype = getattr(torch, case.dtype)
     torch.manual_seed(rng_seed)
     model = spec.build(image_size=case.image_size).to(device=case.device, dtype=dtype)
-    inputs, target = spec.make_batch(case.batch_size, case.device, dtype, rng_seed=rng_seed,
-                                     image_size=case.image_size)
-    inputs = spec.prepare(inputs)  # the seed's view(B, -1), done once outside the timed region
+    micro = [make_batch(spec, case, dtype, rng_seed + i) for i in range(micro_batches(case))]
     if case.memory_format == "channels_last":
         model = model.to(memory_format=torch.channels_last)
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    criterion = spec.make_criterion()
     autocast = autocast_for(case)
     params = list(model.parameters())
 
     # Dropout is active where gradients are taken (train) and off for inference (eval).
     model.train(case.phase != "forward")
-    run_model: Callable[[torch.Tensor], torch.Tensor] = (
-        torch.compile(model, **compile_kwargs) if case.mode == "compile" else model
-    )
-
-    def loss() -> torch.Tensor:
-        with autocast():
-            return criterion(run_model(inputs), target)
-
-    optimizer = make_optimizer(case.optimizer, params) if case.optimizer else None
+    run_model: Callable[..., Any] = torch.compile(model, **compile_kwargs) if case.mode == "compile" else model
+    optimizer = (make_optimizer(case.optimizer, spec.param_groups(model) if spec.param_groups else params)
+                 if case.optimizer else None)
     scaler = (torch.amp.GradScaler(case.device) if case.amp == "float16" and case.phase != "forward"
               else None)
+    # Before taking optimizer.step: a scheduler wraps it to count the steps it follows.
+    scheduler = make_scheduler(case.lr_schedule, optimizer) if optimizer and case.phase == "train_step" else None
     opt_step: Callable[[], Any] = optimizer.step if optimizer else (lambda: None)
     if optimizer is not None and case.mode == "compile":
         opt_step = torch.compile(optimizer.step, **compile_kwargs)
 
-    workload = Workload(case=case, model=model, run_model=run_model, inputs=inputs, target=target,
-                        loss=loss, optimizer=optimizer, opt_step=opt_step, criterion=criterion,
-                        prepare=spec.prepare, rng_seed=rng_seed, autocast=autocast, scaler=scaler)
+    workload = Workload(case=case, model=model, run_model=run_model, batch=micro[0], optimizer=optimizer,
+                        opt_step=opt_step, criterion=spec.make_criterion(), prepare=spec.prepare,
+                        rng_seed=rng_seed, autocast=autocast, scaler=scaler, micro_batches=micro,
+                        clip_grad=case.clip_grad, scheduler=scheduler)
     built = Built(*builder(workload))
 
-    def check_value() -> torch.Tensor:
+    def check_value() -> list[torch.Tensor]:
         # Eager and without grad, so checking never triggers a compile or touches gradients.
-        with torch.no_grad(), autocast():
-            out = model(inputs)
-            return out if case.phase == "forward" else criterion(out, target)
+        with torch.no_grad():
+            if case.phase == "forward":
+                with autocast():
+                    return models.floating_tensors(workload.batch.call(model))
+            return [workload.loss_on(workload.batch, model)]
 
+    samples = case.batch_size * len(micro)
     return Step(case=case, fn=built.fn, setup=built.setup, model=model, optimizer=optimizer,
-                param_count=sum(p.numel() for p in params), batch=(inputs, target),
+                param_count=sum(p.numel() for p in params), batch=micro[0],
                 check_value=None if case.phase == "data" else check_value,
-                items_per_call=built.items_per_call or case.batch_size, rounds=built.rounds,
-                state=built.state if built.state is not None else {}, workload=workload)
+                items_per_call=built.items_per_call or samples,
+                tokens_per_call=built.tokens_per_call or (samples * seq_len(spec, case) if spec.tokens else None),
+                rounds=built.rounds, state=built.state if built.state is not None else {}, workload=workload,
+                build_s=time.perf_counter() - started)
+
+
+def micro_batches(case: Case) -> int:
+    """How many batches a call takes: the micro-batches of gradient accumulation (train_step)."""
+    return case.grad_accum if case.phase == "train_step" else 1
+
+
+def seq_len(spec: models.ModelSpec, case: Case) -> int | None:
+    """A token workload's sequence length: the case's, else the model's default."""
+    return case.seq_len or spec.inputs.seq_len if spec.tokens else None
+
+
+def make_batch(spec: models.ModelSpec, case: Case, dtype: torch.dtype, rng_seed: int) -> Batch:
+    """One synthetic batch as the model takes it, on the case's device and in its memory format."""
+    batch = spec.make_batch(case.batch_size, case.device, dtype, rng_seed=rng_seed, image_size=case.image_size,
+                            seq_len=case.seq_len)
+    if case.memory_format == "channels_last":
+        batch = batch.floating(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
+    return batch
+
+
+# Long enough that no run reaches their end: the schedule's shape, not its end, is what is timed.
+SCHEDULE_STEPS = 1_000_000
+
+
+def make_scheduler(name: str, optimizer: torch.optim.Optimizer) -> Any:
+    """The LR scheduler stepped after each train step, or None."""
+    sched = torch.optim.lr_scheduler
+    if name == "none":
+        return None
+    if name == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=SCHEDULE_STEPS)
+    if name == "linear":  # a warm-up from a tenth of the rate
+        return sched.LinearLR(optimizer, start_factor=0.1, total_iters=SCHEDULE_STEPS)
+    if name == "onecycle":
+        return sched.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                total_steps=SCHEDULE_STEPS)
+    raise ValueError(f"unknown LR schedule {name!r}; valid choices: none, cosine, linear, onecycle")

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from bench.workloads import datasets
+import numpy as np
+
+from bench.workloads import datasets, tokens
 
 if TYPE_CHECKING:
     import torch
@@ -84,8 +86,9 @@ def _to(batch: Iterable[torch.Tensor], device: str) -> list[torch.Tensor]:
 
 
 def walk(loader: torch.utils.data.DataLoader, device: str,
-         step: Callable[[torch.Tensor, torch.Tensor], float] | None = None) -> EpochRecord:
-    """One pass over ``loader``; ``step(images, labels)`` returns the step's loss (None: data only)."""
+         step: Callable[..., float] | None = None) -> EpochRecord:
+    """One pass over ``loader``; ``step(*batch)`` (images and labels, or token windows) returns the
+    step's loss (None: data only)."""
     import torch
 
     record = EpochRecord()
@@ -93,17 +96,17 @@ def walk(loader: torch.utils.data.DataLoader, device: str,
     while True:
         start = time.perf_counter()
         try:
-            images, labels = _to(next(iterator), device)
+            items = _to(next(iterator), device)  # (images, labels), or (token windows,)
         except StopIteration:
             break
         if device == "cuda":
             torch.cuda.synchronize()  # the batch is on the device before the step starts
         ready = time.perf_counter()
         if step is not None:
-            record.loss_sum += step(images, labels)
+            record.loss_sum += step(*items)
         record.wait_s.append(ready - start)
         record.compute_s.append(time.perf_counter() - ready)
-        record.images += images.shape[0]
+        record.images += items[0].shape[0]
     return record
 
 
@@ -137,9 +140,9 @@ DEFAULT_EPOCHS = 3  # timed epochs per case, after one untimed (workers start, c
 class DataConfig:
     """Where the data phases read from: a user's dataset folder, or a synthetic one."""
 
-    root: Path | None = None  # --data-root: the standard <root>/<Dataset>/raw/*-ubyte layout
+    root: Path | None = None  # --data-root: <root>/<Dataset>/raw/*-ubyte (images), <root>/train.bin (tokens)
     dataset: str = "FashionMNIST"
-    size: int = datasets.DEFAULT_SIZE  # synthetic training images (--data-size)
+    size: int = datasets.DEFAULT_SIZE  # training samples: synthetic images, token windows (--data-size)
     epochs: int = DEFAULT_EPOCHS
     rng_seed: int = 0
 
@@ -153,16 +156,52 @@ class DataConfig:
         return root, (f"synthetic {self.dataset} ({self.size:,} training images, seed {self.rng_seed}; "
                       f"IDX files in {root})")
 
+    def resolve_tokens(self, vocab_size: int, seq_len: int) -> tuple[Path, str]:
+        """The token file (checked, or synthesized) for a model's vocabulary and sequence length,
+        and a line saying which data it is."""
+        if self.root is not None:
+            path = tokens.token_file(self.root)
+            count = tokens.check_token_file(path, vocab_size, seq_len)
+            return path, f"tokens from {path} ({count:,} tokens; {self.size:,} windows of {seq_len + 1})"
+        if vocab_size > np.iinfo(tokens.TOKEN_DTYPE).max + 1:
+            raise datasets.DataError(f"a synthetic token file holds uint16 ids: vocabulary {vocab_size:,} is "
+                                     "above 65,536; give --data-root with a train.bin of your own")
+        spec = tokens.SyntheticTokens(vocab_size, max(self.size * seq_len, 4 * (seq_len + 1)), self.rng_seed)
+        path = tokens.synthetic_token_file(spec)
+        return path, (f"synthetic tokens (vocabulary {vocab_size:,}, {spec.tokens:,} tokens, seed {self.rng_seed}; "
+                      f"{self.size:,} windows of {seq_len + 1}; {path})")
+
 
 _CONFIG = [DataConfig()]
 _RESOLVED: dict[DataConfig, tuple[Path, str]] = {}  # checked or synthesized once per run, not per case
 
 
-def configure(config: DataConfig) -> tuple[Path, str]:
-    """Set the run's data (checked now, before anything is measured); returns what resolve() does."""
-    _RESOLVED[config] = config.resolve()
+_TOKENS: dict[tuple[DataConfig, int, int], tuple[Path, str]] = {}
+
+
+def configure(config: DataConfig, images: bool = True) -> tuple[Path, str] | None:
+    """Set the run's data, its images checked now (before anything is measured) when ``images``;
+    returns what resolve() does."""
     _CONFIG[0] = config
+    if not images:
+        return None
+    _RESOLVED[config] = config.resolve()
     return _RESOLVED[config]
+
+
+def resolved_tokens(vocab_size: int, seq_len: int) -> tuple[Path, str]:
+    """The run's token file for this vocabulary and length (checked or written once)."""
+    key = (current(), vocab_size, seq_len)
+    if key not in _TOKENS:
+        _TOKENS[key] = key[0].resolve_tokens(vocab_size, seq_len)
+    return _TOKENS[key]
+
+
+def token_set(vocab_size: int, seq_len: int) -> tuple[tokens.TokenWindows, str]:
+    """The run's token windows for a model: ``--data-size`` of them, at seeded random offsets."""
+    config = current()
+    path, source = resolved_tokens(vocab_size, seq_len)
+    return tokens.TokenWindows(path, seq_len, config.size, config.rng_seed), source
 
 
 def current() -> DataConfig:
