@@ -556,3 +556,49 @@ def test_cli_exit_codes_same_run_refused_and_unmatched_patterns_warned(tmp_path)
     shutil.copytree(head, parent / "run-2")
     proc = run_gate(parent, head)
     assert proc.returncode == 2 and "hold the same files" in proc.stderr
+
+
+def test_a_damaged_results_file_is_named_by_line_and_nothing_is_written(tmp_path):
+    # Issue #25: a cases.jsonl cut short read as "93 lost" and got a gate.md written beside it.
+    cases = {f"m{i}": 1.0 for i in range(6)}
+    base = timing_run(tmp_path / "base", cases, seed=0)
+    lines = (timing_run(tmp_path / "good", cases, seed=10) / "cases.jsonl").read_bytes().splitlines()
+    damaged = {
+        "truncated": (lines[0] + b"\n" + lines[1][:50], "cases.jsonl:2: the last line is cut short"),
+        "corrupt": (b"\n".join([*lines[:2], b"\x00" * 30, *lines[3:]]) + b"\n", "cases.jsonl:3: not valid JSON"),
+        "cut_character": (b"\n".join([*lines[:3], '{"name": "é'.encode()[:-1], *lines[4:]]) + b"\n",
+                          "cases.jsonl:4: not valid JSON"),
+        "not_an_object": (b"\n".join([*lines[:4], b"[1, 2]", *lines[5:]]) + b"\n", "cases.jsonl:5: not a JSON object"),
+    }
+    for name, (content, message) in damaged.items():
+        head = tmp_path / name
+        head.mkdir()
+        (head / "cases.jsonl").write_bytes(content)
+        proc = run_gate(base, head)
+        assert proc.returncode == 2, (name, proc.stdout, proc.stderr)
+        assert f"{head / 'cases.jsonl'}:" in proc.stderr and message in proc.stderr, (name, proc.stderr)
+        assert "Traceback" not in proc.stderr and "lost" not in proc.stdout
+        assert sorted(p.name for p in head.iterdir()) == ["cases.jsonl"], name  # no gate.md, no gate.json
+
+
+def test_a_folder_of_folders_is_refused_naming_them_and_a_folder_of_runs_is_named(tmp_path):
+    # Issue #25: `gate results HEAD` read results/ as a folder of runs and reported one of its
+    # subfolders (base/) as a run without results, without saying it had chosen it.
+    cases = {"lenet": 1.0, "fashion_mlp": 1.0}
+    results = tmp_path / "results"
+    for side, seed in (("base", 0), ("head", 10)):
+        for i in (1, 2):
+            timing_run(results / side / f"run-{i}", cases, seed=seed + i)
+    (results / "noise_floor.json").write_text("{}")  # a file beside the folders is no run and no matter
+    proc = run_gate(results, results / "head")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (f"{results}: not a run (no cases.jsonl or benchmark.json in it), so it was read as a folder of runs, "
+            "but 2 of its 2 folders are not runs: base/ (a folder of 2 runs: give it as a side of its own); "
+            "head/ (a folder of 2 runs") in proc.stderr, proc.stderr
+    assert not (results / "head" / "gate.md").exists()
+    proc = run_gate(results / "base", results / "head", "--output", tmp_path / "g")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (tmp_path / "g" / "gate.md").read_text()
+    assert (f"> Baseline {results / 'base'}: a folder of 2 runs (run-1, run-2), all of them read; compared: "
+            "each case's fastest run.") in text
+    assert f"> Current {results / 'head'}: a folder of 2 runs (run-1, run-2)" in text
