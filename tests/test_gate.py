@@ -74,12 +74,14 @@ def test_a_a_smoke_runs_pass(smoke_run, tmp_path):
     for case_id, row in timing.items():
         spread = max(abs(row["ratio"] - 1), row["ratio_high"] - 1, 1 - row["ratio_low"])
         assert floors[case_id] == pytest.approx(1.5 * spread, rel=1e-6), case_id
-    # The gate then never uses a smaller threshold, so the same pair passes by construction.
+    # Each floor is then part of its case's noise, which a change must exceed to count: no case of
+    # the same pair is flagged, by construction. At a threshold of 0 every case is noisier than
+    # its threshold, so none can be told (exit 1), rather than any passing unchecked.
     proc = run_gate(smoke_run.run_dir, again.run_dir, "--noise-floor", floors_file, "--threshold", "0",
                     "--output", tmp_path / "gate2")
     rows = json.loads((tmp_path / "gate2" / "gate.json").read_text())["timing"]
-    assert all(row["threshold"] == pytest.approx(floors[row["case_id"]]) for row in rows)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert all(row["noise"] >= floors[row["case_id"]] and row["verdict"] == "cannot_tell" for row in rows), rows
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     missing = run_gate(smoke_run.run_dir, again.run_dir, "--noise-floor", tmp_path / "nope.json")
     assert missing.returncode == 2 and "no such noise-floor file" in missing.stderr
 
@@ -151,7 +153,9 @@ def test_unusable_inputs_exit_2_with_the_reason(baseline, tmp_path):
         assert proc.returncode == 2, (current, proc.stdout, proc.stderr)
         assert message in proc.stderr, (message, proc.stderr)
         assert "Traceback" not in proc.stderr
-    assert run_gate(baseline, elsewhere, "--allow-env-mismatch", "--output", tmp_path / "g").returncode == 0
+    # The same rounds on both sides: only their noise could keep a case from passing, so no threshold.
+    assert run_gate(baseline, elsewhere, "--allow-env-mismatch", "--threshold", "1e9",
+                    "--output", tmp_path / "g").returncode == 0
     proc = run_gate(baseline, baseline, "--case-threshold", "nonsense")
     assert proc.returncode == 2 and "invalid --case-threshold 'nonsense'" in proc.stderr
 
@@ -170,14 +174,15 @@ def test_threshold_and_significance_both_required():
     cur = synthetic(["a", "b", "c"], [1.03, 1.10, 0.90], seed=2)
     verdict = gate(base, cur).get("timing").set_index("case_id")["verdict"].to_dict()
     assert verdict == {"a": "unchanged", "b": "regression", "c": "improvement"}
-    # Per-pattern thresholds and noise floors raise the bar for their cases only.
+    # A per-pattern threshold raises the bar for its cases only; a noise floor above the
+    # threshold means the case cannot be told at this run count (not "unchanged": not checked).
     config = GateConfig(case_thresholds={"b*": 0.2}, noise_floor={"c": 0.5})
     verdict = gate(base, cur, config)["timing"].set_index("case_id")["verdict"].to_dict()
-    assert verdict == {"a": "unchanged", "b": "unchanged", "c": "unchanged"}
-    # Too few, too noisy rounds: a 10% change is not significant, and says so in min_detectable.
+    assert verdict == {"a": "unchanged", "b": "unchanged", "c": "cannot_tell"}
+    # Too few, too noisy rounds: a 10% change cannot be told from noise, and says so in min_detectable.
     noisy_b, noisy_c = synthetic(["n"], [1.0], rounds=5, spread=0.2, seed=3), synthetic(["n"], [1.1], rounds=5, spread=0.2, seed=4)
     row = gate(noisy_b, noisy_c)["timing"].iloc[0]
-    assert row["verdict"] == "unchanged" and row["min_detectable"] > 0.1
+    assert row["verdict"] == "cannot_tell" and row["min_detectable"] > 0.1
 
 
 def test_holm_correction():
@@ -263,6 +268,47 @@ def test_cli_normalize_and_calibrate_from_several_runs(tmp_path):
     assert one.returncode == 2 and "at least 2 runs" in one.stderr
 
 
+def test_a_case_noisier_than_its_threshold_cannot_be_told_at_one_run_per_side(tmp_path):
+    # Issue #25: one run per side, no --normalize: an unchanged optimizer step read +932% (a
+    # whole run in a slow stretch: its rounds agree, only A/A runs show how far runs land
+    # apart) and the planted +10% went unseen. A case whose noise at this run count is above its
+    # threshold is "cannot tell", which fails the gate: neither a regression nor a pass.
+    def case(phase: str, model: str, optimizer: str | None = None) -> Case:
+        return Case(phase=phase, model=model, optimizer=optimizer, device="cpu", mode="eager", batch_size=64)
+
+    step, planted = case("optimizer_step", "fashion_mlp", "adam"), case("forward", "fashion_mlp")
+    drifting, steady = case("train_step", "lenet", "adam"), case("forward", "lenet")
+    base = write_run(tmp_path / "base", [entry(c, rounds(1e-3, n=40, spread=0.005, seed=i))
+                                         for i, c in enumerate((step, planted, drifting, steady))])
+    # The head's train_step slowed by 20% half-way through its rounds: a drift within the run.
+    head = write_run(tmp_path / "head", [
+        entry(step, rounds(10.32e-3, n=40, spread=0.005, seed=10)),
+        entry(planted, rounds(1.10e-3, n=40, spread=0.005, seed=11)),
+        entry(drifting, rounds(1e-3, n=20, spread=0.005, seed=12) + rounds(1.2e-3, n=20, spread=0.005, seed=13)),
+        entry(steady, rounds(1e-3, n=40, spread=0.005, seed=14))])
+    floors = tmp_path / "noise_floor.json"  # single-run A/A floors, as `nox -s calibrate` stores them
+    floors.write_text(json.dumps({"runs": [], "noise_floor": {step.id: 15.0, planted.id: 0.30}}))
+    proc = run_gate(base, head, "--noise-floor", floors, "--output", tmp_path / "g")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdict = json.loads((tmp_path / "g" / "gate.json").read_text())
+    rows = {row["case_id"]: row for row in verdict["timing"]}
+    assert {c: rows[c.id]["verdict"] for c in (step, planted, drifting, steady)} == {
+        step: "cannot_tell", planted: "cannot_tell", drifting: "cannot_tell", steady: "unchanged"}
+    assert verdict["counts"]["cannot_tell"] == 3 and verdict["counts"]["regressions"] == 0
+    assert rows[step.id]["noise_source"] == "calibrated floor" and rows[drifting.id]["noise_source"] == "drift within a run"
+    assert rows[drifting.id]["runs_needed"] == 16  # (20% / 5%)^2 runs, if the noise shrinks as 1/sqrt(runs)
+    text = (tmp_path / "g" / "gate.md").read_text()
+    section = text.split("### Cannot tell at 1 run per side")[1].split("###")[0].split("<details>")[0]
+    assert all(c.id in section for c in (step, planted, drifting)) and steady.id not in section
+    assert "over 20: count instead" in section and "nox -s count" in section
+    assert "0 slower, 0 faster, 1 unchanged, 3 cannot tell" in text
+    # A threshold above a case's noise is the user's choice to accept it: the case is then judged.
+    proc = run_gate(base, head, "--noise-floor", floors, "--case-threshold", f"{drifting.id}=0.5",
+                    "--output", tmp_path / "g2")
+    rows = {row["case_id"]: row for row in json.loads((tmp_path / "g2" / "gate.json").read_text())["timing"]}
+    assert rows[drifting.id]["verdict"] == "unchanged"
+
+
 def test_several_runs_per_side_compare_each_case_s_fastest_run():
     def side(medians_by_case: dict[str, list[float]], seed: int) -> pd.DataFrame:
         frames = [synthetic(list(medians_by_case), [m[i] for m in medians_by_case.values()], seed=seed + i)
@@ -280,7 +326,10 @@ def test_several_runs_per_side_compare_each_case_s_fastest_run():
     assert "the fastest run of each case" in markdown(best)
     assert not any(note.startswith("One run on a side") for note in best["notes"])
     pooled = gate(base, cur, GateConfig(aggregate="pool"))["timing"].set_index("case_id")
-    assert pooled.loc["same", "verdict"] == "regression"  # two slow runs of three outvote the fast one
+    # Two slow runs of three outvote the fast one, and rounds of runs 30% apart are noise, not one
+    # sample: pooled, the unchanged case can no longer be told (it was a false regression before
+    # the gate weighed each case's noise).
+    assert pooled.loc["same", "verdict"] == "cannot_tell" and pooled.loc["same", "noise"] > 0.05
     with pytest.raises(GateInputError, match="unknown run aggregate 'mean'; choose from best, pool"):
         gate(base, cur, GateConfig(aggregate="mean"))
 

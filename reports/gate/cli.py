@@ -1,7 +1,7 @@
 """``python -m reports gate BASELINE CURRENT`` and ``python -m reports calibrate RUN_A RUN_B``.
 
-Exit codes of ``gate``: 0 pass; 1 a regression, or a case the head failed or lost; 2 unusable
-input (always with the
+Exit codes of ``gate``: 0 pass; 1 a regression, a case the head failed or lost, or a case it
+cannot tell at this run count (noisier than its threshold); 2 unusable input (always with the
 reason, nothing written): results that cannot be read whole, a folder that is neither a run nor
 a folder of runs, the same run on both sides, nothing compared, environments that differ, a bad
 option value.
@@ -169,7 +169,8 @@ def gate_main(argv: list[str]) -> int:
                         help="per-case threshold; the pattern matches case ids literally except * and ? "
                              "(brackets are literal); repeatable, the last match wins")
     parser.add_argument("--noise-floor", type=Path, default=None,
-                        help=f"calibrated noise floors (default: {DEFAULT_NOISE_FLOOR} when present)")
+                        help=f"calibrated noise floors, part of each case's noise (default: {DEFAULT_NOISE_FLOOR} "
+                             "when present)")
     parser.add_argument("--alpha", type=float, default=gating.DEFAULT_ALPHA, help="significance level")
     parser.add_argument("--aggregate", choices=gating.AGGREGATES, default="best",
                         help="several runs of a case on one side: the fastest run (best, default) "
