@@ -176,7 +176,8 @@ def gate_main(argv: list[str]) -> int:
                         help="several runs of a case on one side: the fastest run (best, default) "
                              "or all rounds pooled (pool)")
     parser.add_argument("--normalize", action="store_true",
-                        help="judge each case relative to the whole run's median shift (for noisy shared runners)")
+                        help="judge each case relative to the whole run's median shift, when that shift is "
+                             "within --threshold (for noisy shared runners with several runs per side)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="pass even if the head did not measure cases the base measured (absent, skipped "
                              "or unsupported on the head); they are still listed")

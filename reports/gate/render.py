@@ -46,17 +46,31 @@ def _changes(rows: pd.DataFrame) -> list[str]:
             for r, lo, hi in zip(rows["ratio"], rows["ratio_low"], rows["ratio_high"])]
 
 
-def _timing_table(rows: pd.DataFrame) -> str:
-    """Medians, the change with its interval, p, threshold and the smallest change it could see."""
+def _timing_table(rows: pd.DataFrame, normalized: bool = False) -> str:
+    """Medians, the change with its interval, p, threshold and noise; normalized, the raw
+    (measured) change beside the change relative to the run-wide shift."""
     unit, scale = fmt.time_unit(pd.concat([rows["baseline_s"], rows["current_s"]]))
     view = {"case": rows["case_id"],
             f"baseline → current ({unit})": [f"{fmt.number(b / scale)} → {fmt.number(c / scale)}"
-                                             for b, c in zip(rows["baseline_s"], rows["current_s"])],
-            "change (95% CI)": _changes(rows)}
+                                             for b, c in zip(rows["baseline_s"], rows["current_s"])]}
+    if normalized:
+        view["raw change"] = [relative(r - 1) for r in rows["raw_ratio"]]
+    view["change vs the run (95% CI)" if normalized else "change (95% CI)"] = _changes(rows)
     view.update({"p (Holm)": [fmt.p_value(p) for p in rows["p_value"]],
                  "threshold": [fmt.percent(t) for t in rows["threshold"]],
                  "min. detectable": [fmt.percent(m) for m in rows["min_detectable"]]})
     return pd.DataFrame(view).to_markdown(index=False)
+
+
+def _against_the_grain(rows: pd.DataFrame) -> list[str]:
+    """Normalized verdicts whose raw change goes the other way, each said in words: a case
+    called faster whose own median rose (or slower whose own median fell)."""
+    lines = []
+    for case_id, verdict, raw in zip(rows["case_id"], rows["verdict"], rows["raw_ratio"]):
+        if (verdict == "improvement") == (raw > 1):
+            lines.append(f"`{case_id}`: {'faster' if verdict == 'improvement' else 'slower'} only relative to the "
+                         f"run-wide shift; its own median changed by {relative(raw - 1)}.")
+    return lines
 
 
 def _cannot_tell_table(rows: pd.DataFrame) -> str:
@@ -137,6 +151,10 @@ def _summary(counts: dict[str, int]) -> list[str]:
     return [f"{counts['compared']} cases compared. " + "; ".join(parts) + "."]
 
 
+def _notes(lines: list[str]) -> list[str]:
+    return [line for text in lines for line in (text, "")]
+
+
 def flagged_cases(verdict: dict[str, Any]) -> list[str]:
     """The cases the gate flags: slower, more instructions, or a deterministic figure changed."""
     timing, instructions = verdict["timing"], verdict["instructions"]
@@ -168,9 +186,10 @@ def markdown(verdict: dict[str, Any], traces: GateTraces | None = None) -> str:
         if not rows.empty:
             allowed = " Allowed by --allow-missing." if kind == "lost" and verdict["config"]["allow_missing"] else ""
             lines += [f"### {heading}", "", text + allowed, "", _case_table(rows), ""]
+    normalized = bool(verdict["config"].get("normalized"))
     rows = timing[timing["verdict"] == "regression"]
     if not rows.empty:
-        lines += ["### Regressions", "", _timing_table(rows), ""]
+        lines += ["### Regressions", "", _timing_table(rows, normalized), "", *_notes(_against_the_grain(rows))]
     rows = timing[timing["verdict"] == "cannot_tell"]
     if not rows.empty:
         lines += _cannot_tell_lines(rows)
@@ -192,7 +211,7 @@ def markdown(verdict: dict[str, Any], traces: GateTraces | None = None) -> str:
     lines += _traces_lines(traces)
     rows = timing[timing["verdict"] == "improvement"]
     if not rows.empty:
-        lines += ["### Improvements", "", _timing_table(rows), ""]
+        lines += ["### Improvements", "", _timing_table(rows, normalized), "", *_notes(_against_the_grain(rows))]
     rows = instructions[instructions["verdict"] == "improvement"]
     if not rows.empty:
         lines += ["### Fewer instructions", "", _count_table(rows), ""]
@@ -208,7 +227,7 @@ def markdown(verdict: dict[str, Any], traces: GateTraces | None = None) -> str:
     unchanged = timing[timing["verdict"] == "unchanged"]
     if not unchanged.empty:
         lines += [f"<details><summary>{len(unchanged)} unchanged cases (with the smallest slowdown each "
-                  "could have detected)</summary>", "", _timing_table(unchanged), "", "</details>", ""]
+                  "could have detected)</summary>", "", _timing_table(unchanged, normalized), "", "</details>", ""]
     rows = instructions[instructions["verdict"] == "unchanged"]
     if not rows.empty:
         lines += [f"<details><summary>{len(rows)} unchanged instruction counts</summary>", "",
