@@ -273,3 +273,21 @@ def test_autocast_and_memory_format_are_priced_like_compile(tmp_path):
     assert re.search(r"\| +float32 \(ms\) \| +bfloat16 autocast \(ms\) \|", text)
     assert "contiguous → channels_last: 1 pair" in text and "1 significantly faster" in text
     assert "→ float16 autocast" not in text  # a change measured one way only is not priced
+
+
+def test_where_memory_goes_has_its_table_in_markdown_and_html(tmp_path, newer_figures):
+    # Issue #25: report.md printed this section's caption and nothing else (its charts are HTML only).
+    paths = write_report(default_run(tmp_path))
+    md, html = paths["markdown"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
+    section = md[md.index("## Where memory goes"):]
+    section = section[:section.index("\n## ", 1)]
+    assert "### train_step: memory of one step per case" in section
+    header = next(line for line in section.splitlines() if line.startswith("| case "))
+    for label in ("params", "gradients", "optimizer state", "activations", "step total"):
+        assert label in header, (label, header)
+    train_steps = [line for line in section.splitlines() if line.startswith("| train_step[")]
+    assert len(train_steps) == 44  # every train_step case of the default preset, one row each
+    memory = html[html.index('<section id="memory-breakdown">'):html.index('<section id="phase-forward">')]
+    assert "train_step: memory of one step per case (44 rows)" in memory and memory.count("<table>") >= 2
+    assert memory.index("train_step: where memory goes") < memory.index("<details>")  # the chart stays in view
+

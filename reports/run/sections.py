@@ -176,11 +176,20 @@ def breakdown_section(df: pd.DataFrame, phases: list[str]) -> Section | None:
         return None
     first = next((p for p, _ in shown if p == BREAKDOWN_PHASE), shown[0][0])
     shown.sort(key=lambda item: item[0] != first)  # the one in view first, the folded ones after
-    blocks: list[Any] = [Charts(charts, title=f"{p}: where memory goes", folded=p != first)
-                         for p, charts in shown]
+    blocks: list[Any] = []
+    for phase, charts in shown:  # the chart to look at, its numbers beside it (Markdown has no chart)
+        blocks += [Charts(charts, title=f"{phase}: where memory goes", folded=phase != first),
+                   breakdown_table(df, phase)]
     parts = ", ".join(f.label for f in plots.breakdown_figures(tables.timed(df)))
     return Section("memory-breakdown", "Where memory goes",
                    [Note(f"Memory of one step, stacked: {parts}."), *blocks])
+
+
+def breakdown_table(df: pd.DataFrame, phase: str) -> Table:
+    """The numbers of a phase's stacked memory bars, per case (folded in HTML, under its chart)."""
+    shown = fmt.humanize(tables.memory_breakdown(df, phase)).rename(columns={"case_id": "case"})
+    return Table(shown, title=f"{phase}: memory of one step per case",
+                 numeric=[c for c in shown.columns if c != "case"], folded=True)
 
 
 def counts_section(df: pd.DataFrame) -> Section | None:

@@ -22,6 +22,9 @@ CHANGES = [("mode", "eager", "compile", "eager → compile"), ("dtype", "float32
            ("amp", "off", "float16", "float32 → float16 autocast"),
            ("memory_format", "contiguous", "channels_last", "contiguous → channels_last"),
            ("device", "cpu", "cuda", "CPU → CUDA")]
+# Where a step's memory goes, stacked per case in this order (bench's memory pass), and its sum.
+BREAKDOWN = ("mem_param_bytes", "mem_grad_bytes", "mem_optimizer_bytes", "mem_activation_bytes")
+BREAKDOWN_TOTAL = "mem_step_total_bytes"
 
 
 def ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -113,6 +116,25 @@ def speedup_pairs(df: pd.DataFrame, axis: str, before: str, after: str) -> pd.Da
     out["speedup_low"] = [lo for lo, _ in intervals]
     out["speedup_high"] = [hi for _, hi in intervals]
     return matrix_order(out.assign(**{axis: after}))[columns]
+
+
+def breakdown_parts(df: pd.DataFrame) -> list[str]:
+    """The memory breakdown figures declared and recorded (none for runs before they existed)."""
+    return [n for n in BREAKDOWN if get(n) is not None and present(df, n)]
+
+
+def memory_breakdown(df: pd.DataFrame, phase: str) -> pd.DataFrame:
+    """Per timed case of a phase, in matrix order: the breakdown figures it recorded and their
+    sum (``BREAKDOWN_TOTAL``). Empty when fewer than two parts were recorded: the parameters
+    alone do not say where memory goes."""
+    rows = timed(df)
+    rows = rows[rows["phase"] == phase]
+    parts = breakdown_parts(rows)
+    if len(parts) < 2:
+        return pd.DataFrame(columns=["case_id", *parts, BREAKDOWN_TOTAL])
+    rows = matrix_order(rows.dropna(subset=parts, how="all"))
+    table = rows[["case_id", *parts]].reset_index(drop=True)
+    return table.assign(**{BREAKDOWN_TOTAL: table[parts].sum(axis="columns")})
 
 
 def compile_speedup(df: pd.DataFrame) -> pd.DataFrame:
