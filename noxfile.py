@@ -3,6 +3,9 @@
 
 Every session also runs with ``nox --no-venv`` in an environment that already has the
 dependencies (for example an offline GPU machine): nothing is installed then.
+
+Every session that runs a command exits with that command's own status (``run_with_exit_status``;
+nox alone would turn each failure into 1), so a refusal (2) reads apart from a failure (1) in CI.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -59,9 +62,10 @@ def install_reader(session: nox.Session) -> str:
 
 
 def run_measuring(session: nox.Session, python: str, *args: str) -> None:
-    """A command that measures: on Ctrl-C it gets time to write what it has measured."""
+    """A command that measures: on Ctrl-C it gets time to write what it has measured; nox exits
+    with its status."""
     stop_with_nox(session)
-    session.run(python, *args, interrupt_timeout=INTERRUPT_TIMEOUT_S)
+    run_with_exit_status(session, python, *args, interrupt_timeout=INTERRUPT_TIMEOUT_S)
 
 
 def _children() -> list[int]:
@@ -91,21 +95,33 @@ def stop_with_nox(session: nox.Session) -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def run_with_exit_status(session: nox.Session, python: str, *args: str) -> None:
-    """Run a command and exit nox with the command's own status (nox would turn 1 and 2 into 1)."""
-    if python == "python":
-        python = os.path.join(session.bin, "python")
-    session.log(" ".join([python, *args]))
-    status = subprocess.call([python, *args])
-    if status:
-        raise SystemExit(status)  # nox lets SystemExit through: its code is nox's exit status
+def run_with_exit_status(session: nox.Session, python: str, *args: str,
+                         interrupt_timeout: float | None = None) -> None:
+    """Run a command through ``session.run`` and exit nox with the command's own status (nox
+    would turn 1 and 2 into 1). ``session.run`` keeps nox's handling of Ctrl-C: the command gets
+    SIGINT and ``interrupt_timeout`` seconds (nox's default when None) before SIGTERM. Its stderr
+    stays stderr (nox would merge it into stdout), where a refusal's reason is looked for."""
+    timeout = {} if interrupt_timeout is None else {"interrupt_timeout": interrupt_timeout}
+    try:
+        session.run(python, *args, stderr=None, **timeout)
+    except nox.command.CommandFailed as exc:
+        raise SystemExit(_exit_status(exc)) from None  # nox lets SystemExit through: its code is nox's
+
+
+def _exit_status(failed: nox.command.CommandFailed) -> int:
+    """The failed command's status; a command ended by signal N as a shell reports it, 128 + N."""
+    status = getattr(failed, "return_code", None)  # nox from 2026.07 on
+    if status is None:  # older nox says it only in the message: "Returned code N"
+        found = re.search(r"Returned code (-?\d+)", str(failed.reason or ""))
+        status = int(found.group(1)) if found else 1
+    return 128 - status if status < 0 else status or 1
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (posargs go to pytest)."""
     python = install(session, "[test,profile,hf]")
-    session.run(python, "-m", "pytest", "tests", *session.posargs)
+    run_with_exit_status(session, python, "-m", "pytest", "tests", *session.posargs)
 
 
 @nox.session
@@ -130,7 +146,7 @@ def report(session: nox.Session) -> None:
     """Re-render the report of a results folder (default: the latest run); with ``-- --history``,
     the history page (results/history.html)."""
     python = install_reader(session)
-    session.run(python, "-m", "reports", *session.posargs)
+    run_with_exit_status(session, python, "-m", "reports", *session.posargs)
 
 
 @nox.session
@@ -159,7 +175,7 @@ def tensorboard(session: nox.Session) -> None:
     """Serve results/ (or the folder given) with TensorBoard's profiler plugin on 127.0.0.1."""
     python = install(session, "[profile,hf]")
     stop_with_nox(session)
-    session.run(python, "-m", "reports.tensorboard", *session.posargs, interrupt_timeout=10.0)
+    run_with_exit_status(session, python, "-m", "reports.tensorboard", *session.posargs, interrupt_timeout=10.0)
 
 
 @nox.session(name="trace-diff")
@@ -188,18 +204,20 @@ def merge(session: nox.Session) -> None:
 @nox.session
 def calibrate(session: nox.Session) -> None:
     """A/A/A: run a selection 3 times (--runs N; --best-of K runs each) and store each case's noise floor."""
-    python = install(session)
-    parser = argparse.ArgumentParser(prog="nox -s calibrate --", add_help=False)
+    parser = argparse.ArgumentParser(prog="nox -s calibrate --", add_help=False)  # bad values: exit 2
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--best-of", type=int, default=1)
     args, bench_args = parser.parse_known_args(session.posargs)
-    if args.runs < 2 or args.best_of < 1:
-        session.error(f"--runs {args.runs} --best-of {args.best_of}: calibration needs at least 2 runs "
-                      "(each the best of at least 1)")
+    if args.runs < 2 or args.best_of < 1:  # before installing anything; exit 2 as bench does
+        session.log(f"nox -s calibrate: --runs {args.runs} --best-of {args.best_of}: calibration needs at least 2 "
+                    "runs (each the best of at least 1)")
+        raise SystemExit(2)
+    python = install(session)
     sides = [f"results/calibration/side-{i}" for i in range(args.runs)]
     shutil.rmtree("results/calibration", ignore_errors=True)  # fresh runs, not rows appended to old ones
     for repeat in range(args.best_of):  # interleaved, as a gate's base and head runs are
         for side in sides:
             run = f"{side}/run-{repeat}" if args.best_of > 1 else side
             run_measuring(session, python, "-m", "pytest", "bench", "--run-dir", run, *bench_args)
-    session.run(python, "-m", "reports", "calibrate", *sides, "--output", "results/noise_floor.json")
+    run_with_exit_status(session, python, "-m", "reports", "calibrate", *sides, "--output",
+                         "results/noise_floor.json")

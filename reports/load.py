@@ -1,6 +1,6 @@
 """Results files -> one tidy DataFrame: a row per case (per run), numbers in their stored units.
 
-The columns: the row fields (``bench.cases.ROW_FIELDS``), every declared figure in
+The columns: the row fields (``bench.schema.case.ROW_FIELDS``), every declared figure in
 declaration order, then any column nobody declared (a plug-in's extra), then ``times_s``
 (the raw rounds), ``run`` and ``source``. The derived statistics (``reports.stats.DERIVED``)
 are computed from the rounds for every row, whether or not the file stored them.
@@ -77,10 +77,12 @@ def _load_one(path: Path, skipped: list[str]) -> pd.DataFrame:
         raise ResultsError(f"{path}: no {CASES_FILE} or {BENCHMARK_JSON} in this folder")
     if not path.is_file():
         raise ResultsError(f"{path}: no such file or folder")
-    entries = read_jsonl(path, skipped) if path.suffix == ".jsonl" else _read_benchmark_json(path)
-    run = path.parent.name if path.name in RUN_FILES else path.stem
     known = columns()
-    rows = [_row(entry, path, i, known) for i, entry in enumerate(entries)]
+    if path.suffix == ".jsonl":  # each row named by its line, so a bad one can be found
+        rows = [_row(entry, f"{path}:{number}", None, known) for number, entry in _numbered_jsonl(path, skipped)]
+    else:
+        rows = [_row(entry, str(path), i, known) for i, entry in enumerate(_read_benchmark_json(path))]
+    run = path.parent.name if path.name in RUN_FILES else path.stem
     extra_keys = [k for row in rows for k in row if k not in known]
     df = pd.DataFrame(rows, columns=[*known, *dict.fromkeys(extra_keys)])
     df["run"] = run
@@ -130,16 +132,26 @@ def _unreadable_environment(folder: Path) -> list[str]:
 def read_jsonl(path: Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
     """The objects of a JSON-lines file; a last line cut short by a killed run is dropped
     (and named in ``skipped``, when given)."""
+    return [entry for _, entry in _numbered_jsonl(path, skipped)]
+
+
+def _numbered_jsonl(path: Path, skipped: list[str] | None) -> list[tuple[int, Any]]:
+    """``(line number, object)`` per line. Read as bytes and decoded line by line, so a line cut
+    inside a character, or garbage bytes, is named by its line like any line that is not JSON."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     entries = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
         try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError as exc:
+            entries.append((number, json.loads(raw.decode("utf-8"))))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             if number == len(lines):  # everything before it is intact
                 if skipped is not None:
+                    line = raw.decode("utf-8", errors="replace")
                     skipped.append(f"{path}:{number}: the last line is cut short (a run killed while "
                                    f"writing it?), skipped: {line[:60]!r}{'…' if len(line) > 60 else ''}")
                 break
@@ -147,16 +159,19 @@ def read_jsonl(path: Path, skipped: list[str] | None = None) -> list[dict[str, A
     return entries
 
 
-def _row(entry: Any, path: Path, index: int, known: list[str]) -> dict[str, Any]:
+def _row(entry: Any, where: str, index: int | None, known: list[str]) -> dict[str, Any]:
+    """One result as a row; ``where``: its file (and line, for JSON lines), for the messages;
+    ``index``: its position in a JSON file's list."""
     if not isinstance(entry, dict):
-        raise ResultsError(f"{path}: benchmark #{index} is not an object")
+        raise ResultsError(f"{where}: " + ("not a JSON object" if index is None
+                                           else f"benchmark #{index} is not an object"))
     # Case fields added since a file was written read as their defaults (what the run used).
     extra = {**CASE_DEFAULTS, **(entry.get("extra_info") or {})}
     missing = [c for c in ("case_id", *CASE_FIELDS) if c not in extra]
     if missing:
         name = entry.get("name", f"#{index}")
         raise ResultsError(
-            f"{path}: benchmark {name} lacks the case fields {', '.join(missing)}"
+            f"{where}: benchmark {name} lacks the case fields {', '.join(missing)}"
             " (not written by blitzbench?)"
         )
     row: dict[str, Any] = {c: extra.get(c) for c in known}
@@ -165,7 +180,7 @@ def _row(entry: Any, path: Path, index: int, known: list[str]) -> dict[str, Any]
     lacking = [k for k in REQUIRED_STATS if stats and k not in stats]
     if lacking:
         raise ResultsError(
-            f"{path}: benchmark {extra['case_id']} lacks the statistics {', '.join(lacking)}"
+            f"{where}: benchmark {extra['case_id']} lacks the statistics {', '.join(lacking)}"
             f" (expected pytest-benchmark stats: {', '.join(STAT_COLUMNS)})"
         )
     for key, column in STAT_COLUMNS.items():

@@ -1,6 +1,7 @@
 """Every statistic of the reports, on raw round times (seconds): the median's confidence
 interval, spread and noise (derived for each row when results are read), the history's
-shift test, and the gate's Holm correction, ratio interval, whole-run shift and noise floors.
+shift test, and the gate's Holm correction, ratio interval, whole-run shift, per-case noise and
+noise floors.
 No formatting here: numbers in, numbers out."""
 
 from __future__ import annotations
@@ -201,6 +202,34 @@ def run_shift(base_times: Sequence[Sequence[float]], cur_times: Sequence[Sequenc
     shift = float(np.median(ratios))
     same_way = float(np.mean(ratios > 1) if shift >= 1 else np.mean(ratios < 1))
     return dict(ratio=shift, same_direction=same_way, cases=len(ratios))
+
+
+# Where a case's noise comes from (``case_noise``), as gate.md names it.
+NOISE_FLOOR, NOISE_CI, NOISE_DRIFT = "calibrated floor", "CI of the medians", "drift within a run"
+
+
+def case_noise(base: np.ndarray, cur: np.ndarray, floor: float = 0.0) -> tuple[float, str]:
+    """How far one case's comparison can land from the truth, as a fraction, and what sets it:
+    the calibrated A/A floor of the case (between runs, which its rounds cannot show), the
+    half-width of the ratio's 95% interval (the rounds' spread), or a significant drift of the
+    rounds on a side (the machine changed speed during the case, so the median depends on when
+    the rounds stopped). A change smaller than this cannot be told from noise."""
+    ratio = float(np.median(cur) / np.median(base))
+    low, high = ratio_interval(base, cur)
+    drifts = [abs(moved) for moved, significant in (drift(base), drift(cur)) if significant]
+    candidates = {NOISE_FLOOR: floor, NOISE_CI: max(high / ratio - 1, 1 - low / ratio),
+                  NOISE_DRIFT: max(drifts, default=0.0)}
+    source = max(candidates, key=candidates.get)
+    return float(candidates[source]), source
+
+
+def runs_needed(noise: float, threshold: float, runs: int) -> int | None:
+    """About how many runs per side bring ``noise`` at ``runs`` runs down to ``threshold``,
+    if it shrinks as 1/sqrt(runs) (an estimate: the fastest of several runs, the gate's default,
+    usually shrinks faster). None when no count of runs can reach a threshold of 0."""
+    if threshold <= 0:
+        return None
+    return max(runs + 1, math.ceil(runs * (noise / threshold) ** 2))
 
 
 def spread(a: Sequence[float], b: Sequence[float]) -> float:

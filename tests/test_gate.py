@@ -74,12 +74,14 @@ def test_a_a_smoke_runs_pass(smoke_run, tmp_path):
     for case_id, row in timing.items():
         spread = max(abs(row["ratio"] - 1), row["ratio_high"] - 1, 1 - row["ratio_low"])
         assert floors[case_id] == pytest.approx(1.5 * spread, rel=1e-6), case_id
-    # The gate then never uses a smaller threshold, so the same pair passes by construction.
+    # Each floor is then part of its case's noise, which a change must exceed to count: no case of
+    # the same pair is flagged, by construction. At a threshold of 0 every case is noisier than
+    # its threshold, so none can be told (exit 1), rather than any passing unchecked.
     proc = run_gate(smoke_run.run_dir, again.run_dir, "--noise-floor", floors_file, "--threshold", "0",
                     "--output", tmp_path / "gate2")
     rows = json.loads((tmp_path / "gate2" / "gate.json").read_text())["timing"]
-    assert all(row["threshold"] == pytest.approx(floors[row["case_id"]]) for row in rows)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert all(row["noise"] >= floors[row["case_id"]] and row["verdict"] == "cannot_tell" for row in rows), rows
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     missing = run_gate(smoke_run.run_dir, again.run_dir, "--noise-floor", tmp_path / "nope.json")
     assert missing.returncode == 2 and "no such noise-floor file" in missing.stderr
 
@@ -151,7 +153,9 @@ def test_unusable_inputs_exit_2_with_the_reason(baseline, tmp_path):
         assert proc.returncode == 2, (current, proc.stdout, proc.stderr)
         assert message in proc.stderr, (message, proc.stderr)
         assert "Traceback" not in proc.stderr
-    assert run_gate(baseline, elsewhere, "--allow-env-mismatch", "--output", tmp_path / "g").returncode == 0
+    # The same rounds on both sides: only their noise could keep a case from passing, so no threshold.
+    assert run_gate(baseline, elsewhere, "--allow-env-mismatch", "--threshold", "1e9",
+                    "--output", tmp_path / "g").returncode == 0
     proc = run_gate(baseline, baseline, "--case-threshold", "nonsense")
     assert proc.returncode == 2 and "invalid --case-threshold 'nonsense'" in proc.stderr
 
@@ -170,14 +174,15 @@ def test_threshold_and_significance_both_required():
     cur = synthetic(["a", "b", "c"], [1.03, 1.10, 0.90], seed=2)
     verdict = gate(base, cur).get("timing").set_index("case_id")["verdict"].to_dict()
     assert verdict == {"a": "unchanged", "b": "regression", "c": "improvement"}
-    # Per-pattern thresholds and noise floors raise the bar for their cases only.
+    # A per-pattern threshold raises the bar for its cases only; a noise floor above the
+    # threshold means the case cannot be told at this run count (not "unchanged": not checked).
     config = GateConfig(case_thresholds={"b*": 0.2}, noise_floor={"c": 0.5})
     verdict = gate(base, cur, config)["timing"].set_index("case_id")["verdict"].to_dict()
-    assert verdict == {"a": "unchanged", "b": "unchanged", "c": "unchanged"}
-    # Too few, too noisy rounds: a 10% change is not significant, and says so in min_detectable.
+    assert verdict == {"a": "unchanged", "b": "unchanged", "c": "cannot_tell"}
+    # Too few, too noisy rounds: a 10% change cannot be told from noise, and says so in min_detectable.
     noisy_b, noisy_c = synthetic(["n"], [1.0], rounds=5, spread=0.2, seed=3), synthetic(["n"], [1.1], rounds=5, spread=0.2, seed=4)
     row = gate(noisy_b, noisy_c)["timing"].iloc[0]
-    assert row["verdict"] == "unchanged" and row["min_detectable"] > 0.1
+    assert row["verdict"] == "cannot_tell" and row["min_detectable"] > 0.1
 
 
 def test_holm_correction():
@@ -193,7 +198,7 @@ def test_a_thousand_identical_cases_raise_no_alarm():
     assert result["passed"] and result["counts"]["unchanged"] == 1000
 
 
-def test_a_whole_run_shift_is_named_and_normalize_judges_cases_relative_to_it():
+def test_a_whole_run_shift_is_named_and_normalize_divides_out_only_a_shift_within_the_threshold():
     ids = [f"case{i}" for i in range(10)]
     base = synthetic(ids, [1.0] * 10, seed=7)
     # A slow process: every case 30% slower; case0 also does 20% more work.
@@ -203,20 +208,62 @@ def test_a_whole_run_shift_is_named_and_normalize_judges_cases_relative_to_it():
     assert plain["run_shift"]["ratio"] == pytest.approx(1.3, rel=0.01)
     assert plain["run_shift"]["same_direction"] == 1.0
     assert "The whole run moved: the median case changed by +30" in plain["notes"][0]
-    assert "--normalize" in plain["notes"][0]
-    relative = gate(base, cur, GateConfig(normalize=True))
+    assert "Rerun base and head interleaved" in plain["notes"][0]
+    # A shift beyond the threshold is set by cases that changed (the machine's or the change's
+    # doing): --normalize refuses it and judges the measured times, so every case is slower.
+    refused = gate(base, cur, GateConfig(normalize=True))
+    assert refused["counts"]["regressions"] == 10 and not refused["config"]["normalized"]
+    assert refused["config"]["normalize"] and not refused["passed"]
+    assert any("normalizing is unsafe for this pair" in note and "10 of the 10 cases" in note
+               for note in refused["notes"])
+    # A shift within the threshold is divided out: every case 4% faster (the machine), case0
+    # also 8% more work: +3.7% measured (under the threshold), +8% relative to the run.
+    quick = synthetic(ids, [0.96 * 1.08] + [0.96] * 9, seed=10)
+    assert gate(base, quick)["counts"]["regressions"] == 0
+    relative = gate(base, quick, GateConfig(normalize=True))
     verdict = relative["timing"].set_index("case_id")["verdict"]
     assert verdict["case0"] == "regression" and (verdict.drop("case0") == "unchanged").all()
     case0 = relative["timing"].set_index("case_id").loc["case0"]
-    assert case0["ratio"] == pytest.approx(1.2, rel=0.01)
-    assert case0["current_s"] / case0["baseline_s"] == pytest.approx(1.3 * 1.2, rel=0.01)  # measured, not scaled
-    assert relative["config"]["normalized"] and "relative to this shift" in relative["notes"][0]
+    assert case0["ratio"] == pytest.approx(1.08, rel=0.01)
+    assert case0["raw_ratio"] == pytest.approx(0.96 * 1.08, rel=0.01)
+    assert case0["current_s"] / case0["baseline_s"] == pytest.approx(case0["raw_ratio"])  # measured, not scaled
+    assert relative["config"]["normalized"] and any("relative to the run-wide shift of -4" in note
+                                                    for note in relative["notes"])
+    text = markdown(relative)
+    assert "| raw change | change vs the run (95% CI) |" in text.replace("   ", " ").replace("  ", " ")
     # No shift note when only a few cases moved, nor with too few cases to tell.
     few = synthetic(ids, [1.2, 1.2] + [1.0] * 8, seed=9)
     few_notes = gate(base, few)["notes"]
     assert not any("whole run" in note for note in few_notes) and gate(base, few)["counts"]["regressions"] == 2
     assert any(note.startswith("One run on a side") for note in few_notes)
     assert gate(base.head(3), cur.head(3))["run_shift"] is None
+    assert any("too few to tell a run-wide shift" in note
+               for note in gate(base.head(3), cur.head(3), GateConfig(normalize=True))["notes"])
+
+
+def test_normalize_never_calls_a_case_whose_own_time_rose_an_improvement_unexplained():
+    # Issue #25: one model slowed by about 10% in all its cases, and its cases are most of the
+    # run, so they set the run-wide shift; its forward case slowed less (+3%). Divided by that
+    # shift, the forward case and the unchanged ones read as improvements though no time fell.
+    ids = [f"model-{i}" for i in range(6)] + ["model-forward"] + [f"other-{i}" for i in range(3)]
+    base = synthetic(ids, [1.0] * 10, seed=80)
+    cur = synthetic(ids, [1.10] * 6 + [1.03] + [1.0] * 3, seed=81)
+    verdict = gate(base, cur, GateConfig(normalize=True))
+    assert not verdict["config"]["normalized"]
+    assert verdict["counts"]["improvements"] == 0 and verdict["counts"]["regressions"] == 6
+    timing = verdict["timing"].set_index("case_id")
+    assert timing.loc["model-forward", "verdict"] == "unchanged"
+    assert "normalizing is unsafe for this pair" in markdown(verdict)
+    # Within the threshold a shift is divided out; a case whose own threshold is below that
+    # shift can then read faster though its time rose: gate.md says so beside it.
+    ids = [f"case{i}" for i in range(10)]
+    base = synthetic(ids, [1.0] * 10, seed=82)
+    cur = synthetic(ids, [1.01] + [1.04] * 9, seed=83)
+    tight = gate(base, cur, GateConfig(normalize=True, case_thresholds={"case0": 0.01}))
+    row = tight["timing"].set_index("case_id").loc["case0"]
+    assert row["verdict"] == "improvement" and row["raw_ratio"] > 1
+    improvements = markdown(tight).split("### Improvements")[1]
+    assert "`case0`: faster only relative to the run-wide shift; its own median changed by +1." in improvements
 
 
 def test_noise_floor_takes_the_widest_pair_of_several_runs():
@@ -245,10 +292,14 @@ def test_cli_normalize_and_calibrate_from_several_runs(tmp_path):
     base, slow = run("base", 1.0, 0), run("slow", 1.3, 100)  # a whole run 30% slower
     proc = run_gate(base, slow, "--output", tmp_path / "g1")
     assert proc.returncode == 1 and "The whole run moved: the median case changed by +30" in proc.stdout
+    # --normalize refuses a shift beyond the threshold: a change that slows every case alike is caught.
     proc = run_gate(base, slow, "--normalize", "--output", tmp_path / "g2")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "normalizing is unsafe for this pair" in proc.stdout, proc.stdout + proc.stderr
     verdict = json.loads((tmp_path / "g2" / "gate.json").read_text())
-    assert verdict["config"]["normalized"] and verdict["run_shift"]["ratio"] == pytest.approx(1.3, rel=0.01)
+    assert not verdict["config"]["normalized"] and verdict["run_shift"]["ratio"] == pytest.approx(1.3, rel=0.01)
+    proc = run_gate(base, run("quick", 0.97, 300), "--normalize", "--output", tmp_path / "g3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((tmp_path / "g3" / "gate.json").read_text())["config"]["normalized"]
 
     others = [run(f"aa{i}", f, 200 + 10 * i) for i, f in enumerate((1.0, 1.08))]
     out = tmp_path / "floors.json"
@@ -261,6 +312,47 @@ def test_cli_normalize_and_calibrate_from_several_runs(tmp_path):
     one = subprocess.run([sys.executable, "-m", "reports", "calibrate", base, "--output", out],
                          cwd=ROOT, capture_output=True, text=True)
     assert one.returncode == 2 and "at least 2 runs" in one.stderr
+
+
+def test_a_case_noisier_than_its_threshold_cannot_be_told_at_one_run_per_side(tmp_path):
+    # Issue #25: one run per side, no --normalize: an unchanged optimizer step read +932% (a
+    # whole run in a slow stretch: its rounds agree, only A/A runs show how far runs land
+    # apart) and the planted +10% went unseen. A case whose noise at this run count is above its
+    # threshold is "cannot tell", which fails the gate: neither a regression nor a pass.
+    def case(phase: str, model: str, optimizer: str | None = None) -> Case:
+        return Case(phase=phase, model=model, optimizer=optimizer, device="cpu", mode="eager", batch_size=64)
+
+    step, planted = case("optimizer_step", "fashion_mlp", "adam"), case("forward", "fashion_mlp")
+    drifting, steady = case("train_step", "lenet", "adam"), case("forward", "lenet")
+    base = write_run(tmp_path / "base", [entry(c, rounds(1e-3, n=40, spread=0.005, seed=i))
+                                         for i, c in enumerate((step, planted, drifting, steady))])
+    # The head's train_step slowed by 20% half-way through its rounds: a drift within the run.
+    head = write_run(tmp_path / "head", [
+        entry(step, rounds(10.32e-3, n=40, spread=0.005, seed=10)),
+        entry(planted, rounds(1.10e-3, n=40, spread=0.005, seed=11)),
+        entry(drifting, rounds(1e-3, n=20, spread=0.005, seed=12) + rounds(1.2e-3, n=20, spread=0.005, seed=13)),
+        entry(steady, rounds(1e-3, n=40, spread=0.005, seed=14))])
+    floors = tmp_path / "noise_floor.json"  # single-run A/A floors, as `nox -s calibrate` stores them
+    floors.write_text(json.dumps({"runs": [], "noise_floor": {step.id: 15.0, planted.id: 0.30}}))
+    proc = run_gate(base, head, "--noise-floor", floors, "--output", tmp_path / "g")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdict = json.loads((tmp_path / "g" / "gate.json").read_text())
+    rows = {row["case_id"]: row for row in verdict["timing"]}
+    assert {c: rows[c.id]["verdict"] for c in (step, planted, drifting, steady)} == {
+        step: "cannot_tell", planted: "cannot_tell", drifting: "cannot_tell", steady: "unchanged"}
+    assert verdict["counts"]["cannot_tell"] == 3 and verdict["counts"]["regressions"] == 0
+    assert rows[step.id]["noise_source"] == "calibrated floor" and rows[drifting.id]["noise_source"] == "drift within a run"
+    assert rows[drifting.id]["runs_needed"] == 16  # (20% / 5%)^2 runs, if the noise shrinks as 1/sqrt(runs)
+    text = (tmp_path / "g" / "gate.md").read_text()
+    section = text.split("### Cannot tell at 1 run per side")[1].split("###")[0].split("<details>")[0]
+    assert all(c.id in section for c in (step, planted, drifting)) and steady.id not in section
+    assert "over 20: count instead" in section and "nox -s count" in section
+    assert "0 slower, 0 faster, 1 unchanged, 3 cannot tell" in text
+    # A threshold above a case's noise is the user's choice to accept it: the case is then judged.
+    proc = run_gate(base, head, "--noise-floor", floors, "--case-threshold", f"{drifting.id}=0.5",
+                    "--output", tmp_path / "g2")
+    rows = {row["case_id"]: row for row in json.loads((tmp_path / "g2" / "gate.json").read_text())["timing"]}
+    assert rows[drifting.id]["verdict"] == "unchanged"
 
 
 def test_several_runs_per_side_compare_each_case_s_fastest_run():
@@ -280,7 +372,10 @@ def test_several_runs_per_side_compare_each_case_s_fastest_run():
     assert "the fastest run of each case" in markdown(best)
     assert not any(note.startswith("One run on a side") for note in best["notes"])
     pooled = gate(base, cur, GateConfig(aggregate="pool"))["timing"].set_index("case_id")
-    assert pooled.loc["same", "verdict"] == "regression"  # two slow runs of three outvote the fast one
+    # Two slow runs of three outvote the fast one, and rounds of runs 30% apart are noise, not one
+    # sample: pooled, the unchanged case can no longer be told (it was a false regression before
+    # the gate weighed each case's noise).
+    assert pooled.loc["same", "verdict"] == "cannot_tell" and pooled.loc["same", "noise"] > 0.05
     with pytest.raises(GateInputError, match="unknown run aggregate 'mean'; choose from best, pool"):
         gate(base, cur, GateConfig(aggregate="mean"))
 
@@ -556,3 +651,49 @@ def test_cli_exit_codes_same_run_refused_and_unmatched_patterns_warned(tmp_path)
     shutil.copytree(head, parent / "run-2")
     proc = run_gate(parent, head)
     assert proc.returncode == 2 and "hold the same files" in proc.stderr
+
+
+def test_a_damaged_results_file_is_named_by_line_and_nothing_is_written(tmp_path):
+    # Issue #25: a cases.jsonl cut short read as "93 lost" and got a gate.md written beside it.
+    cases = {f"m{i}": 1.0 for i in range(6)}
+    base = timing_run(tmp_path / "base", cases, seed=0)
+    lines = (timing_run(tmp_path / "good", cases, seed=10) / "cases.jsonl").read_bytes().splitlines()
+    damaged = {
+        "truncated": (lines[0] + b"\n" + lines[1][:50], "cases.jsonl:2: the last line is cut short"),
+        "corrupt": (b"\n".join([*lines[:2], b"\x00" * 30, *lines[3:]]) + b"\n", "cases.jsonl:3: not valid JSON"),
+        "cut_character": (b"\n".join([*lines[:3], '{"name": "é'.encode()[:-1], *lines[4:]]) + b"\n",
+                          "cases.jsonl:4: not valid JSON"),
+        "not_an_object": (b"\n".join([*lines[:4], b"[1, 2]", *lines[5:]]) + b"\n", "cases.jsonl:5: not a JSON object"),
+    }
+    for name, (content, message) in damaged.items():
+        head = tmp_path / name
+        head.mkdir()
+        (head / "cases.jsonl").write_bytes(content)
+        proc = run_gate(base, head)
+        assert proc.returncode == 2, (name, proc.stdout, proc.stderr)
+        assert f"{head / 'cases.jsonl'}:" in proc.stderr and message in proc.stderr, (name, proc.stderr)
+        assert "Traceback" not in proc.stderr and "lost" not in proc.stdout
+        assert sorted(p.name for p in head.iterdir()) == ["cases.jsonl"], name  # no gate.md, no gate.json
+
+
+def test_a_folder_of_folders_is_refused_naming_them_and_a_folder_of_runs_is_named(tmp_path):
+    # Issue #25: `gate results HEAD` read results/ as a folder of runs and reported one of its
+    # subfolders (base/) as a run without results, without saying it had chosen it.
+    cases = {"lenet": 1.0, "fashion_mlp": 1.0}
+    results = tmp_path / "results"
+    for side, seed in (("base", 0), ("head", 10)):
+        for i in (1, 2):
+            timing_run(results / side / f"run-{i}", cases, seed=seed + i)
+    (results / "noise_floor.json").write_text("{}")  # a file beside the folders is no run and no matter
+    proc = run_gate(results, results / "head")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (f"{results}: not a run (no cases.jsonl or benchmark.json in it), so it was read as a folder of runs, "
+            "but 2 of its 2 folders are not runs: base/ (a folder of 2 runs: give it as a side of its own); "
+            "head/ (a folder of 2 runs") in proc.stderr, proc.stderr
+    assert not (results / "head" / "gate.md").exists()
+    proc = run_gate(results / "base", results / "head", "--output", tmp_path / "g")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (tmp_path / "g" / "gate.md").read_text()
+    assert (f"> Baseline {results / 'base'}: a folder of 2 runs (run-1, run-2), all of them read; compared: "
+            "each case's fastest run.") in text
+    assert f"> Current {results / 'head'}: a folder of 2 runs (run-1, run-2)" in text

@@ -275,3 +275,53 @@ def test_autocast_and_memory_format_are_priced_like_compile(tmp_path):
     assert re.search(r"\| +float32 \(ms\) \| +bfloat16 autocast \(ms\) \|", text)
     assert "contiguous → channels_last: 1 pair" in text and "1 significantly faster" in text
     assert "→ float16 autocast" not in text  # a change measured one way only is not priced
+
+
+def test_where_memory_goes_has_its_table_in_markdown_and_html(tmp_path, newer_figures):
+    # Issue #25: report.md printed this section's caption and nothing else (its charts are HTML only).
+    paths = write_report(default_run(tmp_path))
+    md, html = paths["markdown"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
+    section = md[md.index("## Where memory goes"):]
+    section = section[:section.index("\n## ", 1)]
+    assert "### train_step: memory of one step per case" in section
+    header = next(line for line in section.splitlines() if line.startswith("| case "))
+    for label in ("params", "gradients", "optimizer state", "activations", "step total"):
+        assert label in header, (label, header)
+    train_steps = [line for line in section.splitlines() if line.startswith("| train_step[")]
+    assert len(train_steps) == 44  # every train_step case of the default preset, one row each
+    memory = html[html.index('<section id="memory-breakdown">'):html.index('<section id="phase-forward">')]
+    assert "train_step: memory of one step per case (44 rows)" in memory and memory.count("<table>") >= 2
+    assert memory.index("train_step: where memory goes") < memory.index("<details>")  # the chart stays in view
+
+
+def test_every_change_pair_that_cannot_be_priced_is_listed_with_the_reason(tmp_path):
+    # Issue #25: the Adam eager -> compile pair was left out of "What a change bought" with no word.
+    def case(model: str, optimizer: str, mode: str) -> matrix.Case:
+        return matrix.Case(phase="train_step", model=model, optimizer=optimizer, device="cpu", mode=mode,
+                           batch_size=64)
+
+    timed = lambda c, seed: entry(c, rounds(1e-3, n=20, spread=0.01, seed=seed))  # noqa: E731
+    entries = [
+        timed(case("lenet", "sgd", "eager"), 1), timed(case("lenet", "sgd", "compile"), 2),  # priced
+        timed(case("lenet", "adam", "eager"), 3),
+        entry(case("lenet", "adam", "compile"), None, status="compile_error",
+              error="BackendCompilerFailed: inductor raised\nTraceback ..."),
+        timed(case("fashion_mlp", "adam", "eager"), 4),
+        entry(case("fashion_mlp", "adam", "compile"), None, status="wrong_result",
+              error="max abs error 0.3 against float64 eager"),
+        timed(case("fashion_mlp", "sgd", "compile"), 5),  # its eager twin is not in the run
+        timed(case("fashion_mlp_dropout", "sgd", "eager"), 6),  # no compile twin asked for: no pair
+    ]
+    text = report_markdown(load(write_run(tmp_path / "run", entries)))
+    section = text[text.index("## What a change bought"):]
+    section = section[:section.index("\n## ", 1)]
+    assert "eager → compile: 1 pair" in section
+    assert "3 pairs asked for could not be priced" in section
+    rows = {line.split("|")[2].strip(): line.split("|")[3].strip() for line in section.splitlines()
+            if line.startswith("| eager → compile")}
+    assert rows == {"train_step[lenet-adam-cpu-compile-b64]": "compile side compile_error: "
+                                                              "BackendCompilerFailed: inductor raised",
+                    "train_step[fashion_mlp-adam-cpu-compile-b64]": "compile side wrong_result: max abs error 0.3 "
+                                                                    "against float64 eager",
+                    "train_step[fashion_mlp-sgd-cpu-compile-b64]": "eager side not in this run"}
+    assert "fashion_mlp_dropout" not in section

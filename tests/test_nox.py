@@ -1,5 +1,5 @@
-"""The nox sessions as a user runs them: the gate's exit status, Ctrl-C during a run, SIGTERM
-to the trace viewer's session. These start real nox processes from the project's noxfile."""
+"""The nox sessions as a user runs them: each session's exit status, Ctrl-C during a run,
+SIGTERM to the trace viewer's session. These start real nox processes from the project's noxfile."""
 
 from __future__ import annotations
 
@@ -56,6 +56,25 @@ def test_the_documented_gate_command_tells_regression_from_unusable_input(tmp_pa
     unusable = gate(tmp_path / "missing")
     assert unusable.returncode == 2, unusable.stdout + unusable.stderr
     assert "missing: no such file or folder" in unusable.stdout + unusable.stderr
+
+
+# Each session's command refusing at once (README, "Exit status through nox"): a measuring
+# session (run_measuring), a reader, nox's own argument check, and pytest's usage error.
+REFUSALS = [("bench", ["--preset", "nope"], 2, "'nope'"),
+            ("report", ["{tmp}/nope"], 2, "nope: no such file or folder"),
+            ("calibrate", ["--runs", "1"], 2, "calibration needs at least 2 runs"),
+            ("tests", ["--no-such-option"], 4, "--no-such-option")]
+
+
+@pytest.mark.parametrize("session, args, status, message", REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_every_session_exits_with_its_command_s_own_status(tmp_path, session, args, status, message):
+    # Issue #25: through nox a bad input exited 1 (nox's own code for any failure), not the 2 the
+    # README promises, for every session but gate, merge and trace-diff.
+    args = [a.format(tmp=tmp_path) for a in args]
+    proc = subprocess.run(nox("-s", session, "--", *args, no_venv=True), capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == status, proc.stdout + proc.stderr
+    assert message in proc.stderr, proc.stderr  # the reason stays on stderr
 
 
 def test_ctrl_c_under_nox_leaves_the_report_and_a_readable_benchmark_json(tmp_path):

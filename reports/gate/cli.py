@@ -1,8 +1,10 @@
 """``python -m reports gate BASELINE CURRENT`` and ``python -m reports calibrate RUN_A RUN_B``.
 
-Exit codes of ``gate``: 0 pass; 1 a regression, or a case the head failed or lost; 2 unusable
-input (always with the reason): unreadable results, the same run on both sides, nothing compared,
-environments that differ, a bad option value.
+Exit codes of ``gate``: 0 pass; 1 a regression, a case the head failed or lost, or a case it
+cannot tell at this run count (noisier than its threshold); 2 unusable input (always with the
+reason, nothing written): results that cannot be read whole, a folder that is neither a run nor
+a folder of runs, the same run on both sides, nothing compared, environments that differ, a bad
+option value.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from bench.schema.files import (DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, GATE_JSON
                                 RUN_FILES)
 
 from ..environment import read_environment
+from ..format import count
 from ..load import ResultsError, load
 from ..traces.diff import gate_traces
 from . import compare as gating
@@ -56,13 +59,42 @@ def _threshold_override(option: str, example: str):
     return parse
 
 
+def _is_run(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in RUN_FILES)
+
+
+def _not_a_run(folder: Path) -> str:
+    runs = [p for p in folder.iterdir() if p.is_dir() and _is_run(p)]
+    return f"{folder.name}/ (a folder of {count(len(runs), 'run')}: give it as a side of its own)" if runs \
+        else f"{folder.name}/ (no {' or '.join(RUN_FILES)})"
+
+
 def run_folders(path: Path) -> list[Path]:
-    """A results file or run folder, or a folder of run folders (several interleaved runs)."""
-    if path.is_dir() and not any((path / name).is_file() for name in RUN_FILES):
-        runs = sorted(p for p in path.iterdir() if p.is_dir())
-        if runs:
-            return runs
-    return [path]
+    """A results file or run folder, or a folder of run folders (several interleaved runs).
+
+    A folder without results files is read as a folder of runs only when every folder in it is
+    a run; otherwise it is refused, each other folder named, rather than one of them chosen or
+    reported as a run without results (``results/`` holding ``base/`` and ``head/``, say)."""
+    if not path.is_dir() or _is_run(path):
+        return [path]
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    others = [_not_a_run(p) for p in folders if not _is_run(p)]
+    if others:
+        raise ResultsError(
+            f"{path}: not a run (no {' or '.join(RUN_FILES)} in it), so it was read as a folder of runs, but "
+            f"{len(others)} of its {count(len(folders), 'folder')} are not runs: {'; '.join(others)}. Give a run "
+            "folder, or a folder that holds run folders only")
+    return folders or [path]
+
+
+def side_note(label: str, path: Path, aggregate: str) -> str | None:
+    """Which runs a side given as a folder of runs was taken as, and how they combine."""
+    runs = run_folders(path)
+    if runs == [path]:
+        return None
+    names = ", ".join(p.name for p in runs) if len(runs) <= 4 else f"{runs[0].name} … {runs[-1].name}"
+    how = "each case's fastest run" if aggregate == "best" else "every run's rounds pooled"
+    return f"{label} {path}: a folder of {count(len(runs), 'run')} ({names}), all of them read; compared: {how}."
 
 
 def _results_file(folder: Path) -> Path:
@@ -96,9 +128,16 @@ def same_runs(baseline: Path, current: Path) -> list[str]:
 
 
 def _load_quietly(path: Path):
+    """A side's results, complete: a part that could not be read (a line cut short or corrupt,
+    a garbage benchmark.json) is refused, since its cases would read as lost on the head."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # environments are checked explicitly below
-        return load(*run_folders(path))
+        df = load(*run_folders(path))
+    skipped = df.attrs.get("skipped", [])
+    if skipped:
+        raise ResultsError("part of the results cannot be read: " + "; ".join(skipped) + ". The gate compares "
+                           "complete results only: repair or remove what is named, or rerun")
+    return df
 
 
 def read_noise_floor(path: Path | None) -> dict[str, float]:
@@ -131,13 +170,15 @@ def gate_main(argv: list[str]) -> int:
                         help="per-case threshold; the pattern matches case ids literally except * and ? "
                              "(brackets are literal); repeatable, the last match wins")
     parser.add_argument("--noise-floor", type=Path, default=None,
-                        help=f"calibrated noise floors (default: {DEFAULT_NOISE_FLOOR} when present)")
+                        help=f"calibrated noise floors, part of each case's noise (default: {DEFAULT_NOISE_FLOOR} "
+                             "when present)")
     parser.add_argument("--alpha", type=float, default=gating.DEFAULT_ALPHA, help="significance level")
     parser.add_argument("--aggregate", choices=gating.AGGREGATES, default="best",
                         help="several runs of a case on one side: the fastest run (best, default) "
                              "or all rounds pooled (pool)")
     parser.add_argument("--normalize", action="store_true",
-                        help="judge each case relative to the whole run's median shift (for noisy shared runners)")
+                        help="judge each case relative to the whole run's median shift, when that shift is "
+                             "within --threshold (for noisy shared runners with several runs per side)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="pass even if the head did not measure cases the base measured (absent, skipped "
                              "or unsupported on the head); they are still listed")
@@ -183,6 +224,9 @@ def gate_main(argv: list[str]) -> int:
         return 2
     if mismatch:
         verdict["notes"].insert(0, "Environments differ: " + "; ".join(mismatch))
+    sides = [side_note(label, path, args.aggregate) for label, path in (("Baseline", args.baseline),
+                                                                         ("Current", args.current))]
+    verdict["notes"][:0] = [note for note in sides if note]
     for warning in verdict["warnings"]:
         print(f"gate: warning: {warning}", file=sys.stderr)
     text = markdown(verdict, gate_traces(run_folders(args.baseline), run_folders(args.current), flagged_cases(verdict)))

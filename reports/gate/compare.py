@@ -7,14 +7,18 @@ blitzbench does not know), and when the head lost it (absent, or skipped/unsuppo
 checked) unless ``allow_missing``. Cases new on the head, or not ok on the base, are listed.
 
 A timing change counts only when it is both larger than a threshold (default 5%; per case
-or pattern overridable; never below the case's calibrated noise floor) and statistically
-significant on the raw round times: a one-sided Mann-Whitney U test, Holm-corrected for the
-number of cases compared. The ratio's 95% interval combines the order-statistic intervals of
-the two medians. Deterministic figures (FLOPs, parameters, peak CUDA memory, graphs, graph
-breaks, recompiles, operator and kernel counts) are compared on their own, exactly or with a
-tight tolerance; instruction counts (count runs, valgrind) with a threshold of their own, a case
-whose count repeats disagree being unstable and not gated. Case patterns match literally except
-``*`` and ``?`` (``match_case``). Pure functions: DataFrames in, DataFrames and dicts out.
+or pattern overridable) and than the case's noise, and statistically significant on the raw
+round times: a one-sided Mann-Whitney U test, Holm-corrected for the number of cases compared.
+The ratio's 95% interval combines the order-statistic intervals of the two medians. A case's
+noise (``reports.stats.case_noise``: its calibrated floor, its interval, a drift of its rounds)
+above its threshold makes its verdict ``cannot_tell`` at this run count, which fails the gate
+like any case it could not check. ``normalize`` divides out the run-wide shift only when that
+shift is within the threshold (a larger one is set by the cases that changed). Deterministic
+figures (FLOPs, parameters, peak CUDA memory, graphs, graph breaks, recompiles, operator and
+kernel counts) are compared on their own, exactly or with a tight tolerance; instruction counts
+(count runs, valgrind) with a threshold of their own, a case whose count repeats disagree being
+unstable and not gated. Case patterns match literally except ``*`` and ``?`` (``match_case``).
+Pure functions: DataFrames in, DataFrames and dicts out.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ import pandas as pd
 
 from bench.schema.status import Status
 
-from ..format import percent, relative
+from ..format import percent, relative, short_percent
 from ..schema import deterministic, get
-from ..stats import holm, mann_whitney, noise_floors, ratio_interval, run_shift
+from ..stats import (MIN_CASES_FOR_SHIFT, case_noise, holm, mann_whitney, noise_floors, ratio_interval, run_shift,
+                     runs_needed)
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.05
@@ -84,7 +89,7 @@ def _override(patterns: Mapping[str, float], case_id: str, default: float) -> fl
 class GateConfig:
     threshold: float = DEFAULT_THRESHOLD
     case_thresholds: dict[str, float] = field(default_factory=dict)  # match_case pattern -> threshold
-    noise_floor: dict[str, float] = field(default_factory=dict)  # case_id -> relative floor
+    noise_floor: dict[str, float] = field(default_factory=dict)  # case_id -> relative A/A floor (noise)
     alpha: float = DEFAULT_ALPHA
     normalize: bool = False  # divide out the whole-run shift before comparing cases
     aggregate: str = "best"  # how several runs of a case on one side become one (AGGREGATES)
@@ -95,7 +100,8 @@ class GateConfig:
     count_stability: float = DEFAULT_COUNT_STABILITY  # larger spread of the repeats: not gated
 
     def threshold_for(self, case_id: str) -> float:
-        return max(_override(self.case_thresholds, case_id, self.threshold), self.noise_floor.get(case_id, 0.0))
+        """The smallest change that matters for a case (its floor is noise, not a threshold)."""
+        return _override(self.case_thresholds, case_id, self.threshold)
 
     def count_threshold_for(self, case_id: str) -> float:
         return _override(self.case_count_thresholds, case_id, self.default_count_threshold())
@@ -239,39 +245,54 @@ def divide_out(merged: pd.DataFrame, ratio: float) -> pd.DataFrame:
     return scaled
 
 
-TIMING_COLUMNS = ["case_id", "baseline_s", "current_s", "ratio", "ratio_low", "ratio_high", "p_slower",
-                  "p_faster", "threshold", "rounds_base", "rounds_cur", "runs_base", "runs_cur", "min_detectable",
-                  "p_slower_adj", "p_faster_adj", "verdict", "p_value"]
+TIMING_COLUMNS = ["case_id", "baseline_s", "current_s", "ratio", "raw_ratio", "ratio_low", "ratio_high", "p_slower",
+                  "p_faster", "threshold", "noise", "noise_source", "rounds_base", "rounds_cur", "runs_base",
+                  "runs_cur", "runs_needed", "min_detectable", "p_slower_adj", "p_faster_adj", "verdict", "p_value"]
+# The verdicts of a timed case, in gate.md's order; ``cannot_tell``: its noise at this run count
+# is above its threshold, so a change of that size could hide in it (or be made by it).
+TIMING_VERDICTS = ("regression", "improvement", "cannot_tell", "unchanged")
+
+
+def _timing_row(row: Mapping[str, Any], config: GateConfig) -> dict[str, Any]:
+    """One case's medians, ratio and interval, p-values, threshold and noise (no verdict yet)."""
+    base = np.asarray(row["times_s_base"], dtype=float)
+    cur = np.asarray(row["times_s_cur"], dtype=float)
+    med_b, med_c = float(np.median(base)), float(np.median(cur))
+    low, high = ratio_interval(base, cur)
+    p_slower, p_faster = mann_whitney(base, cur, med_c / med_b)
+    threshold = config.threshold_for(row["case_id"])
+    noise, source = case_noise(base, cur, config.noise_floor.get(row["case_id"], 0.0))
+    runs = min(int(row["runs_combined_base"]), int(row["runs_combined_cur"]))
+    return dict(
+        case_id=row["case_id"], baseline_s=med_b, current_s=med_c, ratio=med_c / med_b, raw_ratio=med_c / med_b,
+        ratio_low=low, ratio_high=high, p_slower=p_slower, p_faster=p_faster, threshold=threshold,
+        noise=noise, noise_source=source, rounds_base=len(base), rounds_cur=len(cur),
+        runs_base=int(row["runs_combined_base"]), runs_cur=int(row["runs_combined_cur"]),
+        runs_needed=runs_needed(noise, threshold, runs) if noise > threshold else None,
+        # Below its threshold a change does not matter; below its noise it cannot be told from noise.
+        min_detectable=max(threshold, noise),
+    )
 
 
 def compare_timing(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:
-    """One row per common case: medians, ratio and its interval, p-values, verdict."""
+    """One row per common case: medians, ratio and its interval, p-values, noise, verdict.
+
+    A change is called when it is larger than both the case's threshold and its noise, and
+    significant; otherwise a case whose noise is above its threshold is ``cannot_tell``: the
+    comparison could neither see a change of the threshold's size nor rule one out."""
     if merged.empty:
         return pd.DataFrame(columns=TIMING_COLUMNS)
-    rows = []
-    for _, row in merged.iterrows():
-        base = np.asarray(row["times_s_base"], dtype=float)
-        cur = np.asarray(row["times_s_cur"], dtype=float)
-        med_b, med_c = float(np.median(base)), float(np.median(cur))
-        low, high = ratio_interval(base, cur)
-        p_slower, p_faster = mann_whitney(base, cur, med_c / med_b)
-        threshold = config.threshold_for(row["case_id"])
-        rows.append(dict(
-            case_id=row["case_id"], baseline_s=med_b, current_s=med_c, ratio=med_c / med_b,
-            ratio_low=low, ratio_high=high, p_slower=p_slower, p_faster=p_faster,
-            threshold=threshold, rounds_base=len(base), rounds_cur=len(cur),
-            runs_base=int(row["runs_combined_base"]), runs_cur=int(row["runs_combined_cur"]),
-            # A change can only be called once the interval clears 1: below that size, noise hides it.
-            min_detectable=max(threshold, high - 1, 1 - low),
-        ))
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([_timing_row(row, config) for _, row in merged.iterrows()])
     table["p_slower_adj"] = holm(table["p_slower"].to_numpy())
     table["p_faster_adj"] = holm(table["p_faster"].to_numpy())
-    slower = (table["ratio"] - 1 > table["threshold"]) & (table["p_slower_adj"] < config.alpha)
-    faster = (1 - table["ratio"] > table["threshold"]) & (table["p_faster_adj"] < config.alpha)
-    table["verdict"] = np.select([slower, faster], ["regression", "improvement"], "unchanged")
+    slower = (table["ratio"] - 1 > table["min_detectable"]) & (table["p_slower_adj"] < config.alpha)
+    faster = (1 - table["ratio"] > table["min_detectable"]) & (table["p_faster_adj"] < config.alpha)
+    noisy = table["noise"] > table["threshold"]
+    table["verdict"] = np.select([slower, faster, noisy], list(TIMING_VERDICTS[:3]), TIMING_VERDICTS[3])
     table["p_value"] = np.where(table["ratio"] >= 1, table["p_slower_adj"], table["p_faster_adj"])
-    return table.sort_values(["verdict", "ratio"], ascending=[True, False]).reset_index(drop=True)
+    order = table["verdict"].map({v: i for i, v in enumerate(TIMING_VERDICTS)})
+    return (table.assign(_order=order).sort_values(["_order", "ratio"], ascending=[True, False])
+            .drop(columns="_order").reset_index(drop=True)[TIMING_COLUMNS])
 
 
 def compare_deterministic(merged: pd.DataFrame) -> pd.DataFrame:
@@ -406,14 +427,45 @@ def _whole_run_moved(shift: dict[str, Any] | None, threshold: float) -> bool:
     return shift is not None and abs(shift["ratio"] - 1) > threshold and shift["same_direction"] >= 0.75
 
 
-def _shift_note(shift: dict[str, Any], normalize: bool) -> str:
-    advice = ("Verdicts and changes below are relative to this shift (--normalize); times are as measured."
-              if normalize else "Rerun base and head interleaved on one machine, or pass --normalize "
-              "to judge each case relative to the shift.")
+def _shift_note(shift: dict[str, Any]) -> str:
     return (f"The whole run moved: the median case changed by {relative(shift['ratio'] - 1)} and "
             f"{percent(shift['same_direction'], 0)} of the {shift['cases']} cases moved the same way. "
             "A shift of every case is often the machine (another process, CPU clocks, a slow process), "
-            f"not the change. {advice}")
+            "and sometimes the change; the gate cannot tell which. Rerun base and head interleaved on one "
+            "machine, several runs per side (README).")
+
+
+def _moved_beyond(timed: pd.DataFrame, shift: float, threshold: float) -> int:
+    """How many cases moved beyond the threshold in the direction of the run-wide shift."""
+    ratios = np.array([np.median(c) / np.median(b) for b, c in zip(timed["times_s_base"], timed["times_s_cur"])])
+    return int((ratios - 1 > threshold).sum() if shift >= 1 else (1 - ratios > threshold).sum())
+
+
+def normalization(timed: pd.DataFrame, shift: dict[str, Any] | None, config: GateConfig) -> tuple[bool, list[str]]:
+    """Whether ``--normalize`` divides the run-wide shift out of this pair, and the notes saying so.
+
+    Only a shift within the threshold is divided out. The shift is the median case's change, so
+    one beyond the threshold means at least half the cases moved beyond it the same way: the
+    shift is then set by the cases that changed (the machine's doing or the change's: the gate
+    cannot tell), and dividing it out would call unchanged cases improvements, or a case whose
+    own time rose faster, and pass a change that slows every case alike."""
+    notes = [_shift_note(shift)] if _whole_run_moved(shift, config.threshold) else []
+    if not config.normalize:
+        return False, notes
+    if shift is None:
+        return False, notes + [f"Not normalized (--normalize): {len(timed)} timed cases are too few to tell a "
+                               f"run-wide shift (at least {MIN_CASES_FOR_SHIFT}); verdicts are on the measured times."]
+    change = relative(shift["ratio"] - 1)
+    if abs(shift["ratio"] - 1) > config.threshold:
+        moved = _moved_beyond(timed, shift["ratio"], config.threshold)
+        return False, notes + [
+            f"Not normalized: normalizing is unsafe for this pair. The run-wide shift ({change}) is beyond the "
+            f"{short_percent(config.threshold)} threshold: {moved} of the {shift['cases']} cases moved more than "
+            "that the same way, so the shift is set by the cases that changed, and dividing it out would judge "
+            "every case against them. Verdicts below are on the measured times."]
+    return True, notes + [f"Normalized (--normalize): each change and verdict is relative to the run-wide shift of "
+                          f"{change} (within the {short_percent(config.threshold)} threshold); the raw change, "
+                          "as measured, is shown beside it."]
 
 
 def _unmatched_patterns(patterns: Mapping[str, float], case_ids: Sequence[str], option: str) -> list[str]:
@@ -452,14 +504,16 @@ def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | Non
             f"nothing to compare: the {len(merged)} cases measured on both sides have neither timing rounds "
             f"nor instruction counts on both (a count run against a timing run?)")
     shift = run_shift(timed["times_s_base"].tolist(), timed["times_s_cur"].tolist()) if not timed.empty else None
-    notes = [_shift_note(shift, config.normalize)] if _whole_run_moved(shift, config.threshold) else []
-    normalized = config.normalize and shift is not None
+    normalized, notes = normalization(timed, shift, config)
     timing = compare_timing(divide_out(timed, shift["ratio"]) if normalized else timed, config)
-    if normalized:  # verdicts and ratios relative to the shift; medians stay measured seconds
+    if normalized:  # verdicts and ratios relative to the shift; medians and raw_ratio as measured
         timing["current_s"] *= shift["ratio"]
+        timing["raw_ratio"] = timing["current_s"] / timing["baseline_s"]
     if not timing.empty and ((timing["runs_base"] == 1).all() or (timing["runs_cur"] == 1).all()):
         notes.append("One run on a side: on a shared machine a single run can be 20-70% off for a "
-                     "stretch of cases; compare folders of 5-10 interleaved runs per side (README).")
+                     "stretch of cases, which its own rounds cannot show; compare folders of 5-10 interleaved "
+                     "runs per side, or give calibrated noise floors (`nox -s calibrate`), under which such a "
+                     "case reads \"cannot tell\" (README).")
     if timing.empty and not counted.empty:
         notes.append("Instruction counts only: no case has timing rounds on both sides (count runs), "
                      "so wall time was not compared.")
@@ -472,17 +526,19 @@ def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | Non
                                      "--case-count-threshold")]
     if lost and config.allow_missing:
         notes.append(f"{lost} cases the base measured were not measured on the head; allowed by --allow-missing.")
-    regressions = int((timing["verdict"] == "regression").sum())
+    verdicts = timing["verdict"].value_counts()
+    regressions, cannot_tell = int(verdicts.get("regression", 0)), int(verdicts.get("cannot_tell", 0))
     count_verdicts = counted["verdict"].value_counts()
     count_regressions = int(count_verdicts.get("regression", 0))
-    passed = (regressions == 0 and count_regressions == 0 and deterministic.empty and failed == 0
-              and (lost == 0 or config.allow_missing))
+    # A case the gate cannot tell at this run count was not checked: it fails, as a lost one does.
+    passed = (regressions == 0 and cannot_tell == 0 and count_regressions == 0 and deterministic.empty
+              and failed == 0 and (lost == 0 or config.allow_missing))
     return dict(
         passed=passed,
         cases=cases, timing=timing, deterministic=deterministic, instructions=counted,
         counts=dict(compared=len(merged), timed=len(timing), regressions=regressions,
-                    improvements=int((timing["verdict"] == "improvement").sum()),
-                    unchanged=int((timing["verdict"] == "unchanged").sum()),
+                    improvements=int(verdicts.get("improvement", 0)), cannot_tell=cannot_tell,
+                    unchanged=int(verdicts.get("unchanged", 0)),
                     deterministic_changes=len(deterministic),
                     counted=len(counted), count_regressions=count_regressions,
                     count_improvements=int(count_verdicts.get("improvement", 0)),
@@ -493,7 +549,7 @@ def gate(baseline: pd.DataFrame, current: pd.DataFrame, config: GateConfig | Non
                     only_in_current=len(set(current["case_id"]) - set(baseline["case_id"]))),
         config=dict(threshold=config.threshold, case_thresholds=config.case_thresholds,
                     alpha=config.alpha, noise_floor_cases=len(config.noise_floor),
-                    normalized=normalized, aggregate=config.aggregate, allow_missing=config.allow_missing,
+                    normalize=config.normalize, normalized=normalized, aggregate=config.aggregate, allow_missing=config.allow_missing,
                     count_threshold=config.default_count_threshold(),
                     case_count_thresholds=config.case_count_thresholds, count_stability=config.count_stability,
                     test="one-sided Mann-Whitney U on raw rounds, Holm-corrected"),

@@ -1,7 +1,8 @@
 """Rendering of a gate verdict: Markdown for a pull-request comment, and a JSON document.
 
 gate.md's order: what the gate could not check (cases that failed or were lost on the head),
-regressions (wall time, then instruction counts with the functions that grew most),
+regressions of wall time, the cases it cannot tell at this run count (their noise is above
+their threshold), instruction count regressions with the functions that grew most,
 deterministic changes, where the flagged cases changed in their profiler traces (when both
 sides were profiled), improvements, what was not gated (unstable counts, unmatched cases),
 then the unchanged cases.
@@ -28,21 +29,67 @@ CASE_HEADINGS = {
 GATE_TOP = 5  # operators per flagged case in gate.md (trace-diff lists more)
 NOT_COMPARED = {"new": "new on the head", "gone": "only on the base, not ok there",
                 "not_compared": "not ok on the base"}
+# Beyond this many runs per side, gate.md advises instruction counts instead of more runs.
+MAX_RUNS_ADVISED = 20
+CANNOT_TELL_NOTE = (
+    "Each case's noise at this run count (its calibrated floor, the 95% interval of its medians, or a drift "
+    "of its rounds) is above its threshold: a change of the threshold's size could hide in it, or be made by "
+    "it, so these cases are neither passed nor flagged, and the gate fails until they can be told. Run more "
+    "interleaved runs per side (the estimate assumes the noise shrinks as 1/√runs), give such a case a "
+    "threshold above its noise (`--case-threshold`), or gate on instruction counts, which repeat to a "
+    "fraction of a percent from one run per side (`nox -s count`, or `--metric instructions`; README).")
 
 
-def _timing_table(rows: pd.DataFrame) -> str:
+def _changes(rows: pd.DataFrame) -> list[str]:
+    """Each case's change with its 95% interval: ``+9.9% (+9.6% … +10.4%)``."""
+    return [f"{relative(r - 1)} ({relative(lo - 1)} … {relative(hi - 1)})"
+            for r, lo, hi in zip(rows["ratio"], rows["ratio_low"], rows["ratio_high"])]
+
+
+def _timing_table(rows: pd.DataFrame, normalized: bool = False) -> str:
+    """Medians, the change with its interval, p, threshold and noise; normalized, the raw
+    (measured) change beside the change relative to the run-wide shift."""
     unit, scale = fmt.time_unit(pd.concat([rows["baseline_s"], rows["current_s"]]))
+    view = {"case": rows["case_id"],
+            f"baseline → current ({unit})": [f"{fmt.number(b / scale)} → {fmt.number(c / scale)}"
+                                             for b, c in zip(rows["baseline_s"], rows["current_s"])]}
+    if normalized:
+        view["raw change"] = [relative(r - 1) for r in rows["raw_ratio"]]
+    view["change vs the run (95% CI)" if normalized else "change (95% CI)"] = _changes(rows)
+    view.update({"p (Holm)": [fmt.p_value(p) for p in rows["p_value"]],
+                 "threshold": [fmt.percent(t) for t in rows["threshold"]],
+                 "min. detectable": [fmt.percent(m) for m in rows["min_detectable"]]})
+    return pd.DataFrame(view).to_markdown(index=False)
+
+
+def _against_the_grain(rows: pd.DataFrame) -> list[str]:
+    """Normalized verdicts whose raw change goes the other way, each said in words: a case
+    called faster whose own median rose (or slower whose own median fell)."""
+    lines = []
+    for case_id, verdict, raw in zip(rows["case_id"], rows["verdict"], rows["raw_ratio"]):
+        if (verdict == "improvement") == (raw > 1):
+            lines.append(f"`{case_id}`: {'faster' if verdict == 'improvement' else 'slower'} only relative to the "
+                         f"run-wide shift; its own median changed by {relative(raw - 1)}.")
+    return lines
+
+
+def _cannot_tell_table(rows: pd.DataFrame) -> str:
     view = pd.DataFrame({
         "case": rows["case_id"],
-        f"baseline → current ({unit})": [f"{fmt.number(b / scale)} → {fmt.number(c / scale)}"
-                                         for b, c in zip(rows["baseline_s"], rows["current_s"])],
-        "change (95% CI)": [f"{relative(r - 1)} ({relative(lo - 1)} … {relative(hi - 1)})"
-                            for r, lo, hi in zip(rows["ratio"], rows["ratio_low"], rows["ratio_high"])],
-        "p (Holm)": [fmt.p_value(p) for p in rows["p_value"]],
+        "change (95% CI)": _changes(rows),
+        "noise": [f"±{fmt.percent(n)} ({source})" for n, source in zip(rows["noise"], rows["noise_source"])],
         "threshold": [fmt.percent(t) for t in rows["threshold"]],
-        "min. detectable": [fmt.percent(m) for m in rows["min_detectable"]],
+        "runs per side": [fmt.number(min(b, c)) for b, c in zip(rows["runs_base"], rows["runs_cur"])],
+        "needed (about)": [f"over {fmt.number(MAX_RUNS_ADVISED)}: count instead" if fmt.is_missing(n)
+                           or n > MAX_RUNS_ADVISED else fmt.number(int(n)) for n in rows["runs_needed"]],
     })
     return view.to_markdown(index=False)
+
+
+def _cannot_tell_lines(rows: pd.DataFrame) -> list[str]:
+    runs = sorted({int(min(b, c)) for b, c in zip(rows["runs_base"], rows["runs_cur"])})
+    heading = f"### Cannot tell at {' or '.join(fmt.count(n, 'run') for n in runs)} per side"
+    return [heading, "", CANNOT_TELL_NOTE, "", _cannot_tell_table(rows), ""]
 
 
 def _instructions(values: list[Any]) -> list[str]:
@@ -91,7 +138,8 @@ def _summary(counts: dict[str, int]) -> list[str]:
         parts.append(f"{counts['failed']} failed and {counts['lost']} lost on the head")
     if counts["timed"] or not counts["counted"]:
         parts.append(f"{fmt.count(counts['timed'], 'case')} timed: {counts['regressions']} slower, "
-                     f"{counts['improvements']} faster, {counts['unchanged']} unchanged")
+                     f"{counts['improvements']} faster, {counts['unchanged']} unchanged"
+                     + (f", {counts['cannot_tell']} cannot tell" if counts.get("cannot_tell") else ""))
     if counts["counted"]:
         parts.append(f"{counts['counted']} instruction counts compared: {counts['count_regressions']} more, "
                      f"{counts['count_improvements']} fewer, {counts['count_unchanged']} unchanged, "
@@ -101,6 +149,10 @@ def _summary(counts: dict[str, int]) -> list[str]:
     if unmatched:
         parts.append(f"{unmatched} other cases not compared")
     return [f"{counts['compared']} cases compared. " + "; ".join(parts) + "."]
+
+
+def _notes(lines: list[str]) -> list[str]:
+    return [line for text in lines for line in (text, "")]
 
 
 def flagged_cases(verdict: dict[str, Any]) -> list[str]:
@@ -134,9 +186,13 @@ def markdown(verdict: dict[str, Any], traces: GateTraces | None = None) -> str:
         if not rows.empty:
             allowed = " Allowed by --allow-missing." if kind == "lost" and verdict["config"]["allow_missing"] else ""
             lines += [f"### {heading}", "", text + allowed, "", _case_table(rows), ""]
+    normalized = bool(verdict["config"].get("normalized"))
     rows = timing[timing["verdict"] == "regression"]
     if not rows.empty:
-        lines += ["### Regressions", "", _timing_table(rows), ""]
+        lines += ["### Regressions", "", _timing_table(rows, normalized), "", *_notes(_against_the_grain(rows))]
+    rows = timing[timing["verdict"] == "cannot_tell"]
+    if not rows.empty:
+        lines += _cannot_tell_lines(rows)
     rows = instructions[instructions["verdict"] == "regression"]
     if not rows.empty:
         lines += ["### More instructions", "", "Instructions per call of the timed step (valgrind), beyond each "
@@ -155,7 +211,7 @@ def markdown(verdict: dict[str, Any], traces: GateTraces | None = None) -> str:
     lines += _traces_lines(traces)
     rows = timing[timing["verdict"] == "improvement"]
     if not rows.empty:
-        lines += ["### Improvements", "", _timing_table(rows), ""]
+        lines += ["### Improvements", "", _timing_table(rows, normalized), "", *_notes(_against_the_grain(rows))]
     rows = instructions[instructions["verdict"] == "improvement"]
     if not rows.empty:
         lines += ["### Fewer instructions", "", _count_table(rows), ""]
@@ -171,7 +227,7 @@ def markdown(verdict: dict[str, Any], traces: GateTraces | None = None) -> str:
     unchanged = timing[timing["verdict"] == "unchanged"]
     if not unchanged.empty:
         lines += [f"<details><summary>{len(unchanged)} unchanged cases (with the smallest slowdown each "
-                  "could have detected)</summary>", "", _timing_table(unchanged), "", "</details>", ""]
+                  "could have detected)</summary>", "", _timing_table(unchanged, normalized), "", "</details>", ""]
     rows = instructions[instructions["verdict"] == "unchanged"]
     if not rows.empty:
         lines += [f"<details><summary>{len(rows)} unchanged instruction counts</summary>", "",

@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .. import format as fmt
 from ..schema import Kind, View, figures, get
@@ -40,8 +40,6 @@ GROUP_KEYS = ["model", "optimizer", "dtype", "batch_size"]
 # One colour per variant, the same in every chart (seaborn's muted "deep" colours).
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 HELD = "mem_held_bytes"  # drawn as a marker beside the charted memory figure
-# Where a step's memory goes, stacked per case in this order (bench's memory pass).
-BREAKDOWN = ("mem_param_bytes", "mem_grad_bytes", "mem_optimizer_bytes", "mem_activation_bytes")
 RANKED = 8  # the fastest cases per phase in the summary's ranking
 
 _MPL = tuple(int(p) for p in matplotlib.__version__.split(".")[:2])
@@ -353,17 +351,16 @@ def ranking_chart(df: pd.DataFrame, top: int = RANKED) -> list[Chart]:
 
 def breakdown_figures(df: pd.DataFrame) -> list:
     """The memory breakdown figures declared and recorded (none for runs before they existed)."""
-    return [get(n) for n in BREAKDOWN if get(n) is not None and present(df, n)]
+    return [get(n) for n in tables.breakdown_parts(df)]
 
 
 def memory_breakdown(df: pd.DataFrame, phase: str) -> list[Chart]:
     """Per case of one phase, a stacked bar: parameters, gradients, optimizer state, activations
     (what was recorded of them); nothing for a run that recorded none but the parameters."""
-    rows = _ok_phase(df, phase)
+    rows = tables.memory_breakdown(df, phase)
     parts = breakdown_figures(rows)
-    if len(parts) < 2:
+    if rows.empty:
         return []
-    rows = tables.matrix_order(rows.dropna(subset=[f.name for f in parts], how="all"))
     unit, scale = fmt.pick_unit(fmt.BYTE_UNITS, rows[[f.name for f in parts]].sum(axis="columns"))
     charts = []
     page_list = pages(list(rows["case_id"]), MAX_BARS)

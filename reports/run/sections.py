@@ -176,11 +176,20 @@ def breakdown_section(df: pd.DataFrame, phases: list[str]) -> Section | None:
         return None
     first = next((p for p, _ in shown if p == BREAKDOWN_PHASE), shown[0][0])
     shown.sort(key=lambda item: item[0] != first)  # the one in view first, the folded ones after
-    blocks: list[Any] = [Charts(charts, title=f"{p}: where memory goes", folded=p != first)
-                         for p, charts in shown]
+    blocks: list[Any] = []
+    for phase, charts in shown:  # the chart to look at, its numbers beside it (Markdown has no chart)
+        blocks += [Charts(charts, title=f"{phase}: where memory goes", folded=phase != first),
+                   breakdown_table(df, phase)]
     parts = ", ".join(f.label for f in plots.breakdown_figures(tables.timed(df)))
     return Section("memory-breakdown", "Where memory goes",
                    [Note(f"Memory of one step, stacked: {parts}."), *blocks])
+
+
+def breakdown_table(df: pd.DataFrame, phase: str) -> Table:
+    """The numbers of a phase's stacked memory bars, per case (folded in HTML, under its chart)."""
+    shown = fmt.humanize(tables.memory_breakdown(df, phase)).rename(columns={"case_id": "case"})
+    return Table(shown, title=f"{phase}: memory of one step per case",
+                 numeric=[c for c in shown.columns if c != "case"], folded=True)
 
 
 def counts_section(df: pd.DataFrame) -> Section | None:
@@ -272,9 +281,12 @@ def trace_href(trace_dir: object, run_dir: Path | None) -> str | None:
 
 def speedup_section(df: pd.DataFrame) -> Section | None:
     """What compile, a dtype, autocast, a memory format or a device bought: per change measured both ways, each pair's
-    speedup with its 95% interval (the gate's ``ratio_interval`` on the raw rounds)."""
+    speedup with its 95% interval (the gate's ``ratio_interval`` on the raw rounds); then every pair asked for
+    that cannot be priced, with the reason (a side failed, was wrong, or is not in the run)."""
     blocks: list[Any] = []
+    unpriced = []
     for axis, before, after, title in tables.CHANGES:
+        unpriced.append(tables.unpriced_pairs(df, axis, before, after).assign(change=title))
         pairs = tables.speedup_pairs(df, axis, before, after)
         if pairs.empty:
             continue
@@ -294,6 +306,7 @@ def speedup_section(df: pd.DataFrame) -> Section | None:
                            f"{slower} significantly slower, {len(pairs) - faster - slower} {fmt.NOT_SIGNIFICANT}."))
         blocks.append(Table(view, title=title, numeric=list(view.columns[1:3]),
                             badges={"speedup (95% interval)": badges}, folded=len(view) > FOLD_ROWS))
+    blocks += unpriced_blocks(pd.concat(unpriced, ignore_index=True))
     if not blocks:
         return None
     charts = plots.speedup_heatmaps(df)
@@ -301,6 +314,22 @@ def speedup_section(df: pd.DataFrame) -> Section | None:
         Note("Speedup: median time before ÷ after, for cases measured both ways; > 1× is faster. The 95% "
              "interval comes from both sides' rounds; a speedup whose interval spans 1 is not significant."),
         *blocks, *([Charts(charts, title="Speedup heatmaps", folded=True)] if charts else [])])
+
+
+def unpriced_blocks(rows: pd.DataFrame) -> list[Any]:
+    """The pairs a change asked for that have no price, each with why: which side, its status
+    and error, or that the side is not in this run."""
+    if rows.empty:
+        return []
+    why = [f"{side} side not in this run" if fmt.is_missing(status) else
+           f"{side} side {status}" + (f": {reason}" if reason else "")
+           for side, status, reason in zip(rows["side"], rows["status"], rows["reason"])]
+    view = pd.DataFrame({"change": rows["change"], "case": rows["case_id"], "why not priced": why})
+    return [Note(f"{fmt.count(len(rows.drop_duplicates(['change', 'case_id'])), 'pair')} asked for could not be priced: a side failed, "
+                 "was wrong, or is not in this run."),
+            Table(view, title="Not priced", badges={"why not priced": ["" if fmt.is_missing(s) else str(s)
+                                                                        for s in rows["status"]]},
+                  folded=len(view) > FOLD_ROWS)]
 
 
 def chart_section(sid: str, title: str, make, df: pd.DataFrame, phases: list[str]) -> Section | None:

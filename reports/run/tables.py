@@ -22,6 +22,9 @@ CHANGES = [("mode", "eager", "compile", "eager → compile"), ("dtype", "float32
            ("amp", "off", "float16", "float32 → float16 autocast"),
            ("memory_format", "contiguous", "channels_last", "contiguous → channels_last"),
            ("device", "cpu", "cuda", "CPU → CUDA")]
+# Where a step's memory goes, stacked per case in this order (bench's memory pass), and its sum.
+BREAKDOWN = ("mem_param_bytes", "mem_grad_bytes", "mem_optimizer_bytes", "mem_activation_bytes")
+BREAKDOWN_TOTAL = "mem_step_total_bytes"
 
 
 def ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -113,6 +116,64 @@ def speedup_pairs(df: pd.DataFrame, axis: str, before: str, after: str) -> pd.Da
     out["speedup_low"] = [lo for lo, _ in intervals]
     out["speedup_high"] = [hi for _, hi in intervals]
     return matrix_order(out.assign(**{axis: after}))[columns]
+
+
+UNPRICED_COLUMNS = ["case_id", "side", "status", "reason"]
+
+
+def _pair_key(row: pd.Series, keys: list[str]) -> tuple[str, ...]:
+    return tuple("-" if pd.isna(row[k]) else str(row[k]) for k in keys)  # None fields pair with None
+
+
+def unpriced_pairs(df: pd.DataFrame, axis: str, before: str, after: str) -> pd.DataFrame:
+    """Each pair of a change that was asked for (a case with ``axis`` = ``after`` is in the run)
+    but cannot be priced, because a side is not timed: one row per such side, naming the
+    ``after`` case, the side's ``axis`` value, its status (None: not in the run) and the reason
+    (the headline of its error). A case measured only ``before`` is no pair: nobody asked for it."""
+    keys = [c for c in CASE_FIELDS if c != axis]
+    rows = df[df[axis].isin([before, after])].drop_duplicates("case_id", keep="last")
+    sides = {value: {_pair_key(r, keys): r for _, r in rows[rows[axis] == value].iterrows()}
+             for value in (before, after)}
+    priced = set(timed(rows)["case_id"])
+    found = []
+    for key, row in sides[after].items():
+        for value in (before, after):
+            side = sides[value].get(key)
+            if side is not None and side["case_id"] in priced:
+                continue
+            status = None if side is None else str(side["status"])
+            reason = "" if side is None else summary_line(_error(side) or "measured, not timed", limit=160)
+            found.append(dict(case_id=row["case_id"], side=value, status=status, reason=reason))
+    return pd.DataFrame(found, columns=UNPRICED_COLUMNS)
+
+
+def _error(row: pd.Series) -> str:
+    """A row's error, else why it is invalid (a list of recompile reasons, or one)."""
+    for column in ("error", "invalid_reason"):
+        value = row.get(column)
+        text = "; ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        if isinstance(text, str) and text:
+            return text
+    return ""
+
+
+def breakdown_parts(df: pd.DataFrame) -> list[str]:
+    """The memory breakdown figures declared and recorded (none for runs before they existed)."""
+    return [n for n in BREAKDOWN if get(n) is not None and present(df, n)]
+
+
+def memory_breakdown(df: pd.DataFrame, phase: str) -> pd.DataFrame:
+    """Per timed case of a phase, in matrix order: the breakdown figures it recorded and their
+    sum (``BREAKDOWN_TOTAL``). Empty when fewer than two parts were recorded: the parameters
+    alone do not say where memory goes."""
+    rows = timed(df)
+    rows = rows[rows["phase"] == phase]
+    parts = breakdown_parts(rows)
+    if len(parts) < 2:
+        return pd.DataFrame(columns=["case_id", *parts, BREAKDOWN_TOTAL])
+    rows = matrix_order(rows.dropna(subset=parts, how="all"))
+    table = rows[["case_id", *parts]].reset_index(drop=True)
+    return table.assign(**{BREAKDOWN_TOTAL: table[parts].sum(axis="columns")})
 
 
 def compile_speedup(df: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,6 @@ its Profiles section (report.md and report.html). Pure functions: DataFrames in,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
