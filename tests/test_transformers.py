@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import math
 import textwrap
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -390,3 +392,29 @@ def test_bad_token_inputs_exit_2_before_measuring(tmp_path):
         run = run_bench(tmp_path / args[-1], *args, "--phases", "forward")
         assert run.proc.returncode == 2 and message in run.proc.stdout + run.proc.stderr, run.proc.stdout[-2000:]
         assert not (tmp_path / args[-1]).exists() or not any((tmp_path / args[-1]).rglob("cases.jsonl"))
+
+
+def test_the_gate_shows_tokens_per_second_and_mfu_beside_a_token_workloads_times(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+    from tests.synthetic import entry, rounds, write_run
+
+    gpt, mlp = case(), Case("train_step", "fashion_mlp", "adam", "cpu", "eager")
+    tokens_per_call = 4 * tiny.BLOCK
+
+    def side(name: str, median: float) -> Path:
+        times = rounds(median, spread=0.001)
+        return write_run(tmp_path / name, [
+            entry(gpt, times, tokens_per_s=tokens_per_call / float(np.median(times)), peak_share=0.01 / median),
+            entry(mlp, rounds(0.001, spread=0.001))])
+
+    base, head = side("base", 0.010), side("head", 0.015)  # the GPT's step 50% slower
+    proc = subprocess.run([sys.executable, "-m", "reports", "gate", str(base), str(head), "--output",
+                           str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    gate_md = (tmp_path / "out" / "gate.md").read_text()
+    regression = gate_md.split("### Regressions")[1].split("###")[0]
+    assert "| 6,401 → 4,267 |" in regression and "| 100.0% → 66.7% |" in regression  # tokens/s, MFU
+    assert "tokens/s" not in gate_md.split("unchanged cases")[1]  # the image model's table has no such column

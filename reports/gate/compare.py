@@ -247,7 +247,8 @@ def divide_out(merged: pd.DataFrame, ratio: float) -> pd.DataFrame:
 
 TIMING_COLUMNS = ["case_id", "baseline_s", "current_s", "ratio", "raw_ratio", "ratio_low", "ratio_high", "p_slower",
                   "p_faster", "threshold", "noise", "noise_source", "rounds_base", "rounds_cur", "runs_base",
-                  "runs_cur", "runs_needed", "min_detectable", "p_slower_adj", "p_faster_adj", "verdict", "p_value"]
+                  "runs_cur", "runs_needed", "min_detectable", "p_slower_adj", "p_faster_adj", "verdict", "p_value",
+                  "tokens_per_s_base", "tokens_per_s_cur", "mfu_base", "mfu_cur"]
 # The verdicts of a timed case, in gate.md's order; ``cannot_tell``: its noise at this run count
 # is above its threshold, so a change of that size could hide in it (or be made by it).
 TIMING_VERDICTS = ("regression", "improvement", "cannot_tell", "unchanged")
@@ -271,7 +272,20 @@ def _timing_row(row: Mapping[str, Any], config: GateConfig) -> dict[str, Any]:
         runs_needed=runs_needed(noise, threshold, runs) if noise > threshold else None,
         # Below its threshold a change does not matter; below its noise it cannot be told from noise.
         min_detectable=max(threshold, noise),
+        # What transformer people read: the throughput and MFU at the medians compared here.
+        tokens_per_s_base=_at_median(row, "tokens_per_s", "_base", med_b),
+        tokens_per_s_cur=_at_median(row, "tokens_per_s", "_cur", med_c),
+        mfu_base=_at_median(row, "peak_share", "_base", med_b), mfu_cur=_at_median(row, "peak_share", "_cur", med_c),
     )
+
+
+def _at_median(row: Mapping[str, Any], figure: str, side: str, median_s: float) -> float | None:
+    """A per-second figure of one side (tokens/s, MFU) at the median the gate compares (the
+    side's runs pooled), from the value its row holds at the row's own median."""
+    value, own = row.get(figure + side), row.get("median_s" + side)
+    if value is None or own is None or pd.isna(value) or pd.isna(own) or not median_s:
+        return None
+    return float(value) * float(own) / median_s
 
 
 def compare_timing(merged: pd.DataFrame, config: GateConfig) -> pd.DataFrame:

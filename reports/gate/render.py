@@ -59,7 +59,17 @@ def _timing_table(rows: pd.DataFrame, normalized: bool = False) -> str:
     view.update({"p (Holm)": [fmt.p_value(p) for p in rows["p_value"]],
                  "threshold": [fmt.percent(t) for t in rows["threshold"]],
                  "min. detectable": [fmt.percent(m) for m in rows["min_detectable"]]})
+    if "tokens_per_s_base" in rows and rows["tokens_per_s_base"].notna().any():  # token workloads
+        view["tokens/s"] = [_pair(fmt.number, b, c) for b, c in zip(rows["tokens_per_s_base"], rows["tokens_per_s_cur"])]
+        view["MFU"] = [_pair(fmt.percent, b, c) for b, c in zip(rows["mfu_base"], rows["mfu_cur"])]
     return pd.DataFrame(view).to_markdown(index=False)
+
+
+def _pair(render: Any, before: Any, after: Any) -> str:
+    """``before → after``, or – for a case without the figure."""
+    if before is None or after is None or pd.isna(before) or pd.isna(after):
+        return "–"
+    return f"{render(before)} → {render(after)}"
 
 
 def _against_the_grain(rows: pd.DataFrame) -> list[str]:
