@@ -67,6 +67,9 @@ def overrides() -> dict[str, Any]:
 
 
 def _transformers():
+    # Nothing may reach the hub: configs are built locally, models from them without weights.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         import transformers
     except ImportError:

@@ -59,11 +59,11 @@ def cost(case: Case) -> float:
 
 
 def _heavy(model: str) -> bool:
-    """A torchvision classifier rather than one of the seed's small models."""
+    """A torchvision classifier or a transformer rather than one of the seed's small models."""
     import models
 
     try:
-        return "torchvision" in models.get_spec(model).tags
+        return bool({"torchvision", "transformer"} & set(models.get_spec(model).tags))
     except ValueError:  # a model this process cannot name: counted as a small one
         return False
 
