@@ -332,6 +332,7 @@ def test_cuda_event_rounds_divide_each_round_by_its_calls():
     assert gpu_measure.rounds_for(1e-6, 1) == gpu_measure.MAX_ROUNDS
     assert gpu_measure.rounds_for(1.0, 1) == gpu_measure.MIN_ROUNDS
     assert gpu_measure.rounds_for(0.01, 2) == 50  # 1 s of rounds of 2 calls of 10 ms
+    assert gpu_measure.block_calls(150e-6) == gpu_measure.BLOCK_CALLS and gpu_measure.block_calls(0.03) == 9
 
 
 # --- the plumbing on CPU runs: the same code as on the GPU, other cases ------------------------
@@ -340,8 +341,8 @@ def test_cuda_event_rounds_divide_each_round_by_its_calls():
 def cpu_measured(tmp_path_factory):
     """A CPU selection run and read as the checks run theirs: --profile, a seed, the traces."""
     other = replace(CPU_CASE, optimizer="sgd")
-    selection = gpu_suite.Selection("cpu", (CPU_CASE, other), extra=("--profile", "--benchmark-min-rounds=3"), traces=True,
-                                    seeds=(CPU_CASE.id,), estimate_s=1)
+    selection = gpu_suite.Selection("cpu", (CPU_CASE, other), extra=("--profile", "--benchmark-min-rounds=3"),
+                                    traces=True, seeds=(CPU_CASE.id,), estimate_s=1)
     runs = gpu_suite.Runs(work=tmp_path_factory.mktemp("gpu-check") / "work", deadline=1e12, max_time=0.05)
     return runs.suite(selection), other
 
@@ -405,7 +406,7 @@ class Planted(gc.Context):
         return self.planted
 
     def probe(self, case: Case, row: dict) -> gpu_measure.StepProbe:
-        return gpu_measure.StepProbe(case.id, self.probe_s, 20, 1, self.probe_s * 0.9, 500_000, 1_000_000)
+        return gpu_measure.StepProbe(case.id, self.probe_s, 20, 1, self.probe_s * 0.9, 50, 500_000, 1_000_000)
 
     def matmul(self, dtype: str, tf32: bool) -> float:
         return {("bfloat16", False): 790e12, ("float32", True): 380e12, ("float32", False): 50e12}[dtype, tf32]
@@ -528,5 +529,5 @@ def test_the_probe_runs_the_cases_own_step_warmed_up_then_timed(monkeypatch):
     probe = gpu_measure.probe_step(CPU_CASE, iterations=2, suite_median_s=0.5)
     assert probe.case_id == CPU_CASE.id and probe.held_bytes == 1_000 and probe.peak_bytes == 5_000
     assert probe.event_rounds == gpu_measure.MIN_ROUNDS and probe.event_median_s == pytest.approx(0.002)
-    assert probe.blocked_median_s == pytest.approx(0.004 / gpu_measure.BLOCK_CALLS)
+    assert probe.block_calls == 1 and probe.blocked_median_s == pytest.approx(0.004)  # a 0.5 s step: 1 a round
     assert len(calls) == gpu_measure.MIN_ROUNDS + gpu_measure.BLOCK_ROUNDS

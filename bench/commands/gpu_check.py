@@ -176,8 +176,8 @@ def check_timing(ctx: Context) -> Found:
                         probe.event_median_s, "s"),
                 Reading(case.id, "suite vs CUDA events", relative_difference(suite, probe.event_median_s), "rel",
                         within(TOLERANCE_TIMING)),
-                Reading(case.id, "CUDA events, 50 calls between two events", probe.blocked_median_s, "s",
-                        note="no synchronization per call: the step's throughput")]
+                Reading(case.id, f"CUDA events, {probe.block_calls} calls between two events",
+                        probe.blocked_median_s, "s", note="no synchronization per round: the step's throughput")]
 
     return per_case(TIMED, read), ("suite: pytest-benchmark's median (rounds synchronized at their edges) in "
                                    "a pytest bench child; here: the same case built anew in this process, "

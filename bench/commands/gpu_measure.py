@@ -27,8 +27,9 @@ WARMUP_CALLS = 4  # as the harness before its rounds: the first call, then three
 MEMORY_STEPS = 2  # as the suite's memory pass: the second step frees what the first left behind
 EVENT_SECONDS = 1.0  # timed seconds per case for the per-round events
 MIN_ROUNDS, MAX_ROUNDS = 20, 1000
-# A second figure without a synchronization per round: many calls between two events.
-BLOCK_CALLS, BLOCK_ROUNDS = 50, 5
+# A second figure without a synchronization per round: many calls between two events (at most
+# BLOCK_CALLS, fewer for a long step: GPT-2's 50 calls would take seconds a round).
+BLOCK_CALLS, BLOCK_ROUNDS, BLOCK_SECONDS = 50, 5, 0.25
 MATMUL_SIZE = 8192  # data-sheet peaks are approached by large square products only
 MATMUL_ROUNDS, MATMUL_WARMUP = 10, 3
 
@@ -61,6 +62,11 @@ def rounds_for(median_s: float, iterations: int, seconds: float = EVENT_SECONDS)
     return max(MIN_ROUNDS, min(MAX_ROUNDS, wanted))
 
 
+def block_calls(median_s: float) -> int:
+    """Calls between two events for about BLOCK_SECONDS, between 1 and BLOCK_CALLS."""
+    return max(1, min(BLOCK_CALLS, math.ceil(BLOCK_SECONDS / max(median_s, 1e-9))))
+
+
 @dataclass(frozen=True)
 class StepProbe:
     """One case's step measured here: CUDA-event medians and the allocator's figures."""
@@ -69,7 +75,8 @@ class StepProbe:
     event_median_s: float  # per call, rounds of the suite's iterations, synchronized at their edges
     event_rounds: int
     iterations: int
-    blocked_median_s: float  # per call, BLOCK_CALLS calls between two events
+    blocked_median_s: float  # per call, block_calls calls between two events
+    block_calls: int
     held_bytes: int  # allocated at the start of the measured steps
     peak_bytes: int  # torch.cuda.max_memory_allocated over MEMORY_STEPS steps
 
@@ -105,13 +112,14 @@ def probe_step(case: Case, iterations: int, suite_median_s: float) -> StepProbe:
         held, peak = allocator_peak(step.fn)
         rounds = rounds_for(suite_median_s, iterations)
         per_round = round_times(step.fn, rounds, iterations, event_clock)
-        blocked = round_times(step.fn, BLOCK_ROUNDS, BLOCK_CALLS, event_clock)
+        calls = block_calls(suite_median_s)
+        blocked = round_times(step.fn, BLOCK_ROUNDS, calls, event_clock)
     finally:
         del step
         release()
     return StepProbe(case_id=case.id, event_median_s=statistics.median(per_round), event_rounds=rounds,
-                     iterations=iterations, blocked_median_s=statistics.median(blocked), held_bytes=held,
-                     peak_bytes=peak)
+                     iterations=iterations, blocked_median_s=statistics.median(blocked), block_calls=calls,
+                     held_bytes=held, peak_bytes=peak)
 
 
 def settings_case(tf32: bool = False, cudnn_benchmark: bool = False) -> Case:

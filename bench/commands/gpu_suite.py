@@ -176,13 +176,14 @@ def _stop(child: subprocess.Popen) -> int | None:
     return child.poll()
 
 
-def read_run(run_dir: Path, log: Path, seeds: Sequence[str] = (), traces: bool = False) -> dict[str, Any]:
+def read_run(run_dir: Path, log: Path, seeds: Sequence[str] = (), traces: bool = False,
+             timeout_s: float = READ_TIMEOUT_S) -> dict[str, Any]:
     """``python -m reports.gpu_check`` on a run folder: its rows, speedups and breakdowns."""
     output = run_dir / "gpu-check-read.json"
     command = [sys.executable, "-m", "reports.gpu_check", str(run_dir), "--output", str(output),
                *(a for seed in seeds for a in ("--seed", seed)), *(["--traces"] if traces else [])]
     reader_log = log.with_name(log.stem + "-read.log")
-    returncode, _, _ = run_child(command, reader_log, READ_TIMEOUT_S)
+    returncode, _, _ = run_child(command, reader_log, timeout_s)
     if returncode != 0 or not output.is_file():
         raise RunFailed(f"reading {run_dir} failed (exit status {returncode}):\n{log_tail(reader_log)}")
     return json.loads(output.read_text(encoding="utf-8"))
@@ -202,6 +203,10 @@ class Runs:
     def left(self) -> float:
         return self.deadline - self.clock()
 
+    def read_limit(self) -> float:
+        """Reading a run folder gets what is left of the budget, within READ_TIMEOUT_S."""
+        return max(10.0, min(READ_TIMEOUT_S, self.left()))
+
     def _limit(self, name: str, estimate_s: float) -> float:
         left = self.left() - RESERVE_S
         if left < estimate_s:
@@ -217,7 +222,7 @@ class Runs:
             measured = self._measure(selection.name, command, run_dir, limit)
             self.done[selection.name] = measured  # before reading: a check never measures it again
             if (run_dir / CASES_FILE).is_file():
-                _read_into(measured, selection.seeds, selection.traces)
+                _read_into(measured, self.read_limit(), selection.seeds, selection.traces)
         return self._readable(self.done[selection.name])
 
     def tune(self, tune: Tune) -> Measured:
@@ -229,7 +234,7 @@ class Runs:
             runs = sorted(p.parent for p in results_dir.glob(f"*/{CASES_FILE}"))
             if runs:
                 measured.run_dir = runs[-1]
-                _read_into(measured, (tune.seed,))
+                _read_into(measured, self.read_limit(), (tune.seed,))
         return self._readable(self.done[tune.name])
 
     def _measure(self, name: str, command: list[str], run_dir: Path, limit: float) -> Measured:
@@ -248,9 +253,9 @@ class Runs:
         return measured
 
 
-def _read_into(measured: Measured, seeds: Sequence[str] = (), traces: bool = False) -> None:
+def _read_into(measured: Measured, timeout_s: float, seeds: Sequence[str] = (), traces: bool = False) -> None:
     try:
-        measured.read = read_run(measured.run_dir, measured.log, seeds, traces)
+        measured.read = read_run(measured.run_dir, measured.log, seeds, traces, timeout_s)
     except RunFailed as exc:
         measured.read_error = str(exc)
 
