@@ -141,6 +141,15 @@ def tune(session: nox.Session) -> None:
     run_measuring(session, python, "-m", "bench", "tune", *session.posargs)
 
 
+@nox.session(name="gpu-check")
+def gpu_check(session: nox.Session) -> None:
+    """Prove the CUDA paths on a GPU: nox -s gpu-check -- [--out DIR] [--budget-s S] [--checks A,B] [--list];
+    timing, memory, peaks, TF32, profiling, TensorBoard, NCCL, compile modes, tune and MFU, each figure
+    beside its bound, into DIR/gpu-check.json and .md. Without CUDA every check is skipped (exit 0)."""
+    python = install(session, "[profile]")  # the TensorBoard check needs the viewer's plugin
+    run_measuring(session, python, "-m", "bench", "gpu-check", *session.posargs)
+
+
 @nox.session
 def report(session: nox.Session) -> None:
     """Re-render the report of a results folder (default: the latest run); with ``-- --history``,

@@ -2,14 +2,16 @@
 
 - ``tune MODEL [...]``: the fastest configuration of one model's phase (``bench.commands.tune``);
 - ``check-accuracy [...]``: the harness's medians against ``torch.utils.benchmark`` in the same
-  process (``bench.commands.check_accuracy``).
+  process (``bench.commands.check_accuracy``);
+- ``gpu-check [...]``: the suite's CUDA paths proved on a real GPU, a summary of each check
+  (``bench.commands.gpu_check``).
 """
 
 from __future__ import annotations
 
 import sys
 
-SUBCOMMANDS = ("tune", "check-accuracy")
+SUBCOMMANDS = ("tune", "check-accuracy", "gpu-check")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.commands.tune import main as tune
 
         return tune(rest)
+    if command == "gpu-check":
+        from bench.commands.gpu_check import main as gpu_check
+
+        return gpu_check(rest)
     from bench.commands.check_accuracy import main as check_accuracy
 
     return check_accuracy(rest)
