@@ -5,7 +5,7 @@
 its own loss. Models by name: ``hf:<model_type>`` and ``hf-cls:<model_type>`` (Hugging Face,
 ``models.hf``)."""
 
-from . import blitz, decoder, encoder, fashion, hf, vision  # noqa: F401  (importing registers their models)
+from . import blitz, fashion, decoder, encoder, hf, vision  # noqa: F401  (importing registers their models)  isort: skip
 from ._registry import (OWN_LOSS, Decoder, ModelSpec, get_model, get_spec, import_model_module, list_models,
                         output_problem, parameter_count, register_model, register_resolver, unregister_model)
 from .inputs import Batch, Images, Tokens, floating_tensors, images, loss_of, prediction, tokens

@@ -234,9 +234,9 @@ def register_model(
     estimate."""
     if (loss is None) == (criterion is None):
         raise ValueError("give the model's loss: loss= one of "
-                         f"{', '.join((OWN_LOSS, *LOSSES))}, or criterion= a callable returning an nn.Module")
+                         f"{', '.join((*LOSSES, OWN_LOSS))}, or criterion= a callable returning an nn.Module")
     if loss is not None and loss != OWN_LOSS and loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; valid losses: {', '.join((OWN_LOSS, *LOSSES))}")
+        raise ValueError(f"unknown loss {loss!r}; valid losses: {', '.join((*LOSSES, OWN_LOSS))}")
     if inputs is None:
         if input_shape is None or num_classes is None:
             raise ValueError("give what the model takes: inputs= (models.tokens(...), models.images(...)), "

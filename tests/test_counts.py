@@ -55,6 +55,7 @@ def count_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     return runs
 
 
+@pytest.mark.slow
 @needs_valgrind
 def test_count_rows_carry_the_figures_and_no_timing(count_runs):
     run_dir = count_runs["base"].run_dir
@@ -89,6 +90,7 @@ def test_count_rows_carry_the_figures_and_no_timing(count_runs):
     assert (run_dir / "report.md").is_file()
 
 
+@pytest.mark.slow
 @needs_valgrind
 def test_repeats_agree_within_the_stability_tolerance(count_runs):
     for run in count_runs.values():
@@ -97,6 +99,7 @@ def test_repeats_agree_within_the_stability_tolerance(count_runs):
             assert extra["instructions_spread"] < 0.001, (case_id, extra["instruction_samples"])
 
 
+@pytest.mark.slow
 @needs_valgrind
 def test_cuda_and_compile_cases_are_skipped_with_the_reason(count_runs):
     found = rows(count_runs["base"].run_dir)
@@ -107,6 +110,7 @@ def test_cuda_and_compile_cases_are_skipped_with_the_reason(count_runs):
     assert compiled and all(e["status"] == "skipped" and e["error"] == COMPILE_SKIP_REASON for e in compiled)
 
 
+@pytest.mark.slow
 @needs_valgrind
 def test_a_planted_two_percent_shows_far_beyond_the_spread(count_runs):
     base, planted = (rows(count_runs[n].run_dir) for n in ("base", "planted"))
@@ -119,6 +123,7 @@ def test_a_planted_two_percent_shows_far_beyond_the_spread(count_runs):
         assert ratio - 1 > 20 * noise, (case_id, ratio, noise)
 
 
+@pytest.mark.slow
 def test_without_valgrind_the_run_names_the_package_and_exits_2(tmp_path):
     empty = tmp_path / "bin"
     empty.mkdir()
@@ -130,6 +135,7 @@ def test_without_valgrind_the_run_names_the_package_and_exits_2(tmp_path):
     assert not list((tmp_path / "results").glob("*/" + CASES_FILE))  # nothing measured
 
 
+@pytest.mark.slow
 def test_a_bad_metric_names_the_choices_and_exits_2(tmp_path):
     proc = subprocess.run(bench_cmd(tmp_path, "--metric", "cycles"), cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
@@ -137,6 +143,7 @@ def test_a_bad_metric_names_the_choices_and_exits_2(tmp_path):
     assert "'cycles'" in proc.stdout + proc.stderr and "time, instructions" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_fails_its_cases_with_its_last_lines(tmp_path):
     fake = tmp_path / "bin"
     fake.mkdir()

@@ -50,6 +50,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
                      "--nproc", "2")
 
 
+@pytest.mark.slow
 def test_ddp_rows_hold_every_rank_and_the_scaling_against_one_rank(ddp_run):
     out = ddp_run.proc.stdout + ddp_run.proc.stderr
     found = rows(ddp_run.run_dir)
@@ -76,6 +77,7 @@ def test_ddp_rows_hold_every_rank_and_the_scaling_against_one_rank(ddp_run):
     assert one["extra_info"]["oversubscribed"] is False
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_fails_its_case_by_rank_and_the_run_goes_on(ddp_run):
     found = rows(ddp_run.run_dir)
     dead = found["train_step[dying_mlp-adam-cpu-eager-b64-ddp2]"]["extra_info"]
@@ -86,6 +88,7 @@ def test_a_rank_that_dies_fails_its_case_by_rank_and_the_run_goes_on(ddp_run):
     assert len(found) == 4 and ddp_run.proc.returncode == 1
 
 
+@pytest.mark.slow
 def test_the_report_shows_the_distributed_figures(ddp_run):
     report = (ddp_run.run_dir / "report.md").read_text(encoding="utf-8")
     for label in ("scaling eff.", "all-reduce", "slowest rank", "rank imbalance"):
@@ -96,6 +99,7 @@ def test_the_report_shows_the_distributed_figures(ddp_run):
     assert (f"{crowded} distributed case(s) ran oversubscribed" in report) is (crowded > 0)
 
 
+@pytest.mark.slow
 def test_two_nodes_on_localhost_make_one_row(tmp_path):
     port = free_port()
     common = [*PLUGIN, "--models", "tiny_mlp", *DDP, "--nproc", "1", "--nnodes", "2",
@@ -118,6 +122,7 @@ def test_two_nodes_on_localhost_make_one_row(tmp_path):
     assert "lent its ranks to node 0" in outs[0]
 
 
+@pytest.mark.slow
 def test_a_rendezvous_nobody_comes_to_exits_2_keeping_what_was_measured(tmp_path):
     run = run_bench(tmp_path, *PLUGIN, "--models", "tiny_mlp", *DDP, "--nproc", "1", "--nnodes", "2",
                     "--node-rank", "0", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-timeout", "3")
@@ -157,6 +162,7 @@ def options(*args: str):
                               ("--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-timeout")})
 
 
+@pytest.mark.slow
 def test_nproc_0_exits_2_with_its_message_and_no_run_folder(tmp_path):
     run = run_bench(tmp_path, "--models", "fashion_mlp", *DDP, "--nproc", "0")
     out = run.proc.stdout + run.proc.stderr

@@ -9,12 +9,14 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from tests.helpers import ROOT, run_bench
 
 SELECTION = ["-p", "tests.toy_figure_plugin", "--preset", "smoke", "--models", "fashion_mlp", "--phases", "forward"]
 
 
+@pytest.mark.slow
 def test_a_figure_declared_once_reaches_every_output_and_the_gate(tmp_path):
     db = tmp_path / "history.sqlite"
     base = run_bench(tmp_path / "base", *SELECTION, "--history-db", str(db))

@@ -47,6 +47,7 @@ def baseline(tmp_path_factory):
     return run.run_dir
 
 
+@pytest.mark.slow
 def test_a_a_smoke_runs_pass(smoke_run, tmp_path):
     again = run_bench(tmp_path / "again", "--preset", "smoke")  # same settings as smoke_run
     assert again.proc.returncode == 0
@@ -86,6 +87,7 @@ def test_a_a_smoke_runs_pass(smoke_run, tmp_path):
     assert missing.returncode == 2 and "no such noise-floor file" in missing.stderr
 
 
+@pytest.mark.slow
 def test_planted_slowdown_is_flagged_for_exactly_its_cases(baseline, tmp_path):
     slow = planted_run(tmp_path, "fashion_mlp:slower:39.0")  # forty times the rows
     assert slow.proc.returncode == 0, slow.proc.stdout + slow.proc.stderr
@@ -108,6 +110,7 @@ def test_planted_slowdown_is_flagged_for_exactly_its_cases(baseline, tmp_path):
     assert "forward[fashion_mlp-cpu-eager-b64]" in text.split("### Regressions")[1].split("###")[0]
 
 
+@pytest.mark.slow
 def test_deterministic_change_is_flagged_even_within_the_noise(baseline, tmp_path):
     wider = planted_run(tmp_path, "fashion_mlp:wider")
     assert wider.proc.returncode == 0, wider.proc.stdout + wider.proc.stderr
@@ -125,6 +128,7 @@ def test_deterministic_change_is_flagged_even_within_the_noise(baseline, tmp_pat
     assert "### Deterministic changes" in (out / "gate.md").read_text()
 
 
+@pytest.mark.slow
 def test_unusable_inputs_exit_2_with_the_reason(baseline, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")

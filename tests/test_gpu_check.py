@@ -72,6 +72,7 @@ def test_a_folder_that_is_not_empty_is_refused(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_list_prints_each_check_its_bound_and_the_commands_without_running_them(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "gpu-check", "--list"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
@@ -85,6 +86,7 @@ def test_list_prints_each_check_its_bound_and_the_commands_without_running_them(
     assert not (ROOT / "OUT").exists()
 
 
+@pytest.mark.slow
 def test_the_nox_session_runs_the_command_and_exits_with_its_status(tmp_path):
     pytest.importorskip("nox", reason="nox is not installed (pip install -e .[test])")
     session = [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "--no-venv", "-s", "gpu-check", "--"]

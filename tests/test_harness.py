@@ -92,12 +92,12 @@ def _loss_of(step):
     import models
 
     spec = models.get_spec(step.case.model)
-    inputs, target = spec.make_batch(step.case.batch_size)  # same rng_seed (0): the batch trained on
+    batch = spec.make_batch(step.case.batch_size)  # same rng_seed (0): the batch trained on
     criterion = spec.make_criterion()
 
     def loss() -> float:
         with torch.no_grad():
-            return criterion(step.model(spec.prepare(inputs)), target).item()
+            return criterion(batch.call(step.model), batch.target).item()
 
     return loss
 

@@ -43,6 +43,7 @@ def planted_runs(tmp_path, count: int = 4) -> list:
     return runs
 
 
+@pytest.mark.slow
 def test_smoke_run_is_appended_to_the_history(smoke_run):
     db = smoke_run.results_dir / "history.sqlite"
     assert f"history: {db} (+8 cases)" in smoke_run.proc.stdout
@@ -205,6 +206,7 @@ def test_corrupt_history_is_reported_and_left_untouched(tmp_path, capsys):
         assert sorted(p.name for p in path.parent.iterdir()) == siblings  # no journal left behind
 
 
+@pytest.mark.slow
 def test_bench_run_refuses_a_corrupt_history_before_measuring(tmp_path):
     bad = tmp_path / "garbage.sqlite"
     bad.write_bytes(b"\x00garbage" * 64)

@@ -41,6 +41,7 @@ def test_parse_bytes_and_its_refusal():
         parse_bytes("lots")
 
 
+@pytest.mark.slow
 def test_max_batch_is_a_figure_of_the_row_and_exact_against_the_budget(tmp_path):
     budget = "24MiB"
     run = run_bench(tmp_path / "r", "--preset", "smoke", "--models", "fashion_mlp", "--phases", "train_step",
@@ -62,6 +63,7 @@ def test_max_batch_is_a_figure_of_the_row_and_exact_against_the_budget(tmp_path)
     (["--max-batch-memory", "1GB"], "--max-batch-memory is given without --max-batch"),
     (["--max-batch", "--max-batch-limit", "0"], "invalid value 0 for --max-batch-limit"),
 ])
+@pytest.mark.slow
 def test_bad_max_batch_options_are_refused_before_measuring(tmp_path, args, message):
     run = run_bench(tmp_path / "r", "--preset", "smoke", "--models", "fashion_mlp", *args)
     assert run.proc.returncode == 2

@@ -81,6 +81,7 @@ def test_bad_shard_values_name_the_value_and_the_form(value):
     (["--shard", "3/2"], "invalid --shard value '3/2': shard 3 of 2 does not exist; expected " + SHARD_FORM),
     (["--phases", "forward", "--shard", "2/2"], "--shard 2/2: this part holds no case (the selection has 1)"),
 ])
+@pytest.mark.slow
 def test_bench_refuses_a_bad_shard_before_measuring(tmp_path, args, message):
     results = tmp_path / "results"
     proc = run_bench(results, *SHARDED, *args).proc
@@ -119,6 +120,7 @@ def case_ids(folder: Path) -> list[str]:
     return [json.loads(line)["extra_info"]["case_id"] for line in (folder / "cases.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_real_shards_merge_into_one_run_one_report_one_history_entry(shards, tmp_path, capsys):
     selection = matrix.select("smoke", models=("fashion_mlp",))
     ids = [case_ids(folder) for folder in shards]
@@ -152,6 +154,7 @@ def test_two_real_shards_merge_into_one_run_one_report_one_history_entry(shards,
     assert set(history["run"]) == {"merged"} and sorted(history["case_id"]) == sorted(c.id for c in selection)
 
 
+@pytest.mark.slow
 def test_a_shard_alone_merges_and_names_the_missing_one(shards, tmp_path, capsys):
     out = tmp_path / "merged"
     assert merge_main([str(shards[0]), "--output", str(out)]) == 0
@@ -218,6 +221,7 @@ def test_merge_joins_every_file_of_the_shards_without_torch(tmp_path):
     assert (out / "report.html").is_file() and case_ids(out) == [c.id for c in CASES]
 
 
+@pytest.mark.slow
 def test_nox_merge_session_passes_the_exit_status(tmp_path):
     """``nox -s merge`` (with --no-venv here: the environment has the packages) exits 2 on a
     refusal, as ``python -m reports merge`` does."""

@@ -78,11 +78,12 @@ def test_specs_carry_input_shape_loss_and_classes():
     assert (fashion.input_shape, fashion.loss, fashion.num_classes) == ((1, 28, 28), "nll", 10)
     assert isinstance(lenet.make_criterion(), nn.MSELoss)
     assert isinstance(fashion.make_criterion(), nn.NLLLoss)
-    x, t = fashion.make_batch(5)
-    assert fashion.prepare(x).shape == (5, 784)  # the seed's image.view(image.shape[0], -1)
-    assert t.dtype == torch.int64 and t.shape == (5,)
-    x, t = lenet.make_batch(3)
-    assert x.shape == (3, 1, 32, 32) and t.shape == (3, 10)
+    batch = fashion.make_batch(5)
+    assert batch.first.shape == (5, 784)  # as the model takes it: the seed's image.view(image.shape[0], -1)
+    assert fashion.prepare(torch.zeros(5, 1, 28, 28)).shape == (5, 784)  # the same for a loader's images
+    assert batch.target.dtype == torch.int64 and batch.target.shape == (5,)
+    batch = lenet.make_batch(3)
+    assert batch.first.shape == (3, 1, 32, 32) and batch.target.shape == (3, 10)
 
 
 def test_unknown_model_lists_known_names():

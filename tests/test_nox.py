@@ -34,6 +34,7 @@ def side(path: Path, factor: float, seed: int) -> Path:
                             for i, c in enumerate(CASES)])
 
 
+@pytest.mark.slow
 def test_the_documented_gate_command_tells_regression_from_unusable_input(tmp_path):
     # docs/ci-gate.md: nox -s gate -- results/base results/head --normalize --output results/gate
     # (absolute paths here: nox runs sessions from the noxfile's folder). The session gets its
@@ -66,6 +67,7 @@ REFUSALS = [("bench", ["--preset", "nope"], 2, "'nope'"),
             ("tests", ["--no-such-option"], 4, "--no-such-option")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("session, args, status, message", REFUSALS, ids=[r[0] for r in REFUSALS])
 def test_every_session_exits_with_its_command_s_own_status(tmp_path, session, args, status, message):
     # Issue #25: through nox a bad input exited 1 (nox's own code for any failure), not the 2 the
@@ -77,6 +79,7 @@ def test_every_session_exits_with_its_command_s_own_status(tmp_path, session, ar
     assert message in proc.stderr, proc.stderr  # the reason stays on stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_under_nox_leaves_the_report_and_a_readable_benchmark_json(tmp_path):
     results = tmp_path / "results"
     # In a terminal, Ctrl-C sends SIGINT to the whole foreground process group: nox and pytest.
@@ -126,6 +129,7 @@ def answers(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_tensorboard_session_stops_the_server(profile_run):
     pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install -e .[profile])")
     port = free_port()

@@ -58,6 +58,7 @@ def test_loader_settings_reach_the_data_loader(dataset):
     assert first == again  # shuffled, reproducibly
 
 
+@pytest.mark.slow
 def test_data_and_epoch_phases_run_the_seed_loop_end_to_end(tmp_path):
     run = run_bench(tmp_path / "r", "--preset", "pipeline", "--models", "fashion_mlp,lenet",
                     "--phases", "data,epoch", "--transforms", "v1", "--num-workers", "0",
@@ -83,6 +84,7 @@ def test_data_and_epoch_phases_run_the_seed_loop_end_to_end(tmp_path):
     assert 'id="pipeline"' in html and "Images/s per loader setting" in html and "data wait against compute" in html
 
 
+@pytest.mark.slow
 def test_a_bad_data_root_stops_the_run_before_measuring(tmp_path):
     run = run_bench(tmp_path / "r", "--preset", "pipeline", "--models", "fashion_mlp", "--phases", "epoch",
                     "--data-root", str(tmp_path / "nowhere"))

@@ -118,6 +118,7 @@ def history_url(server: str) -> Iterator[str]:
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_server_history_reads_back_as_the_sqlite_file_does(history_url, tmp_path):
     runs = planted_runs(tmp_path / "runs")
     db = tmp_path / "history.sqlite"
@@ -134,6 +135,7 @@ def test_a_server_history_reads_back_as_the_sqlite_file_does(history_url, tmp_pa
     assert "4 runs, 8 cases, 2 shifts" in pages["markdown"].read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_concurrent_writers_to_a_server_all_land(history_url, tmp_path):
     append_concurrently(history_url, tmp_path, 10)
 
@@ -145,6 +147,7 @@ def test_an_unreachable_server_is_named_with_its_password_masked():
     assert message.startswith("postgresql://bench:***@127.0.0.1:1/blitzbench: ") and "secret" not in message
 
 
+@pytest.mark.slow
 def test_bench_refuses_an_unreachable_server_before_measuring(tmp_path):
     results = tmp_path / "results"
     proc = run_bench(results, "--preset", "smoke", "--models", "fashion_mlp", "--history-db", UNREACHABLE).proc

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from bench.matrix import select as matrix
 from bench.matrix.progress import Estimate, clock_text
 from tests.helpers import ROOT
@@ -15,6 +17,7 @@ from tests.helpers import ROOT
 LINE = re.compile(r"^\[(\d+)/(\d+)\] (\S+)  (\d+:\d\d) elapsed(?:, ~(\d+:\d\d) left)? [.sFE]", re.M)
 
 
+@pytest.mark.slow
 def test_smoke_run_shows_each_case_as_it_starts(smoke_run):
     out = smoke_run.proc.stdout
     lines = LINE.findall(out)

@@ -145,6 +145,7 @@ def run_reports(*args):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_reports_command_rerenders_a_run(smoke_run):
     (smoke_run.run_dir / "report.md").unlink()
     proc = run_reports(smoke_run.run_dir)

@@ -96,11 +96,13 @@ def server(profile_run):
     assert "Traceback" not in "".join(srv.output)
 
 
+@pytest.mark.slow
 def test_viewer_prints_the_local_url_to_open(server):
     printed = "".join(server.output)
     assert f"open {server.base}/#pytorch_profiler" in printed
 
 
+@pytest.mark.slow
 def test_profiler_plugin_serves_the_case_and_its_operators(server):
     assert server.run in server.plugin("runs")["runs"]
     assert "Operator" in server.plugin("views", run=server.run)
@@ -116,6 +118,7 @@ def test_profiler_plugin_serves_the_case_and_its_operators(server):
     assert {"aten::addmm", "aten::mm"} <= names
 
 
+@pytest.mark.slow
 def test_chromium_renders_the_profiler_page_for_the_run(server, tmp_path):
     with open_page(f"{server.base}/#pytorch_profiler") as (page, errors):
         frame = page.frame_locator("iframe").first
@@ -148,6 +151,7 @@ def assert_refused(proc: subprocess.CompletedProcess, message: str) -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_missing_or_empty_folder_is_refused(tmp_path):
     assert_refused(run_viewer(str(tmp_path / "nope")), f"error: {tmp_path / 'nope'}: no such folder")
     assert_refused(run_viewer(str(tmp_path)), f"error: {tmp_path}: no profiler traces")
@@ -158,6 +162,7 @@ def test_missing_or_empty_folder_is_refused(tmp_path):
     assert_refused(run_viewer(str(tmp_path)), f"{empty_case}: empty trace folder")
 
 
+@pytest.mark.slow
 def test_corrupt_trace_is_refused(profile_run, tmp_path):
     (trace,) = (profile_run.run_dir / "traces" / trace_folder_name(CASE)).iterdir()
     broken = tmp_path / "run" / "traces" / "case" / trace.name
@@ -166,6 +171,7 @@ def test_corrupt_trace_is_refused(profile_run, tmp_path):
     assert_refused(run_viewer(str(tmp_path)), f"{broken}: corrupt trace")
 
 
+@pytest.mark.slow
 def test_port_in_use_or_invalid_is_refused(profile_run):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

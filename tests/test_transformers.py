@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import models
-import tests.tiny_gpt as tiny
+import tests.user_gpt as tiny
 from bench.matrix import select as matrix
 from bench.passes.flops import count_flops, decoder_flops, matmul_params
 from bench.schema.case import Case
@@ -25,7 +25,7 @@ from bench.workloads.datasets import DataError
 from tests.helpers import run_bench
 
 
-def case(phase: str = "train_step", model: str = "tiny_gpt", optimizer: str | None = "adamw", **kw) -> Case:
+def case(phase: str = "train_step", model: str = "user_gpt", optimizer: str | None = "adamw", **kw) -> Case:
     return Case(phase=phase, model=model, optimizer=None if phase in ("forward", "backward") else optimizer,
                 device="cpu", mode=kw.pop("mode", "eager"), batch_size=kw.pop("batch_size", 4), **kw)
 
@@ -39,7 +39,7 @@ def rows(run) -> dict[str, dict]:
 
 
 def test_a_user_gpt_registers_through_the_public_api_with_token_inputs_and_its_own_loss():
-    spec = models.get_spec("tiny_gpt")
+    spec = models.get_spec("user_gpt")
     assert spec.tokens and spec.own_loss and spec.inputs.vocab_size == tiny.VOCAB
     assert spec.input_shape == (tiny.BLOCK,) and spec.batch_size == 4 and spec.make_criterion() is None
     batch = spec.make_batch(3, seq_len=8)
@@ -129,9 +129,9 @@ def test_without_param_groups_all_parameters_are_one_group():
 
 def test_train_step_options_are_in_the_case_id_only_when_not_plain():
     plain = case()
-    assert plain.id == "train_step[tiny_gpt-adamw-cpu-eager-b4]"
+    assert plain.id == "train_step[user_gpt-adamw-cpu-eager-b4]"
     written = case(clip_grad=1.0, grad_accum=4, lr_schedule="cosine", seq_len=8)
-    assert written.id == "train_step[tiny_gpt-adamw-cpu-eager-b4-seq8-clip1-acc4-lr_cosine]"
+    assert written.id == "train_step[user_gpt-adamw-cpu-eager-b4-seq8-clip1-acc4-lr_cosine]"
     assert len({case(clip_grad=c).id for c in (None, 0.5, 1.0)}) == 3
 
 
@@ -161,7 +161,7 @@ def test_train_step_options_are_parsed_and_vary_train_step_only():
     for axis, bad in (("clip_grad", "-1"), ("grad_accum", "0"), ("lr_schedule", "cosinus"), ("seq_lens", "0")):
         with pytest.raises(matrix.SelectionError, match="--" + axis.replace("_", "-")):
             matrix.parse_axis(axis, bad)
-    cases = matrix.select("smoke", models=("tiny_gpt",), grad_accum=(1, 2), phases=("forward", "train_step"))
+    cases = matrix.select("smoke", models=("user_gpt",), grad_accum=(1, 2), phases=("forward", "train_step"))
     assert {c.grad_accum for c in cases if c.phase == "forward"} == {1}
     assert {c.grad_accum for c in cases if c.phase == "train_step"} == {1, 2}
 
@@ -213,7 +213,7 @@ def test_workload_refusals_name_the_value(monkeypatch):
         [case(seq_len=17)])
     assert "takes images" in refused([Case("forward", "lenet", None, "cpu", "eager", seq_len=8)])
     assert "channels_last" in refused([case(memory_format="channels_last")])
-    assert "does not take images" in models.get_spec("tiny_gpt").size_problem(32)
+    assert "does not take images" in models.get_spec("user_gpt").size_problem(32)
 
     @models.register_model(inputs=models.tokens(vocab_size=8, seq_len=4), loss="own", name="int_lm")
     def int_lm() -> torch.nn.Module:
@@ -271,7 +271,7 @@ def test_a_token_file_epoch_lowers_the_loss(tmp_path, monkeypatch):
     monkeypatch.setenv("BLITZBENCH_DATA_CACHE", str(tmp_path))
     pipeline.configure(pipeline.DataConfig(size=96, epochs=3), images=False)
     try:
-        step = build_step(Case("epoch", "tiny_gpt", "adamw", "cpu", "eager", batch_size=8))
+        step = build_step(Case("epoch", "user_gpt", "adamw", "cpu", "eager", batch_size=8))
         for _ in range(1 + step.rounds):
             step.run()
         losses = [r.mean_loss for r in step.state["records"]]
@@ -348,7 +348,7 @@ def test_the_llm_preset_holds_the_built_in_transformers():
 def gpt_run(tmp_path_factory):
     """One real run of the user's GPT: eager and compiled train_step, and the planted model's
     compiled forward through a backend that perturbs nothing but dynamo's graph (cheap)."""
-    return run_bench(tmp_path_factory.mktemp("gpt"), "--model-module", "tests.tiny_gpt", "--models", "tiny_gpt",
+    return run_bench(tmp_path_factory.mktemp("gpt"), "--model-module", "tests.user_gpt", "--models", "user_gpt",
                      "--phases", "train_step", "--optimizers", "adamw", "--modes", "eager,compile")
 
 
@@ -357,12 +357,12 @@ def test_tokens_per_second_is_batch_times_length_over_the_step_time(gpt_run):
     assert gpt_run.proc.returncode == 0, gpt_run.proc.stdout + gpt_run.proc.stderr
     got = rows(gpt_run)
     for mode in ("eager", "compile"):
-        row = got[f"train_step[tiny_gpt-adamw-cpu-{mode}-b4]"]
+        row = got[f"train_step[user_gpt-adamw-cpu-{mode}-b4]"]
         assert row["status"] == "ok", row
         assert row["tokens_per_s"] == pytest.approx(4 * tiny.BLOCK / median_of(gpt_run, row["case_id"]))
         assert row["peak_share"] > 0 and row["mfu_estimate"] > 0 and row["flops_estimate"] > 0
         assert row["time_to_first_step_s"] >= row["first_call_s"] > 0
-    assert got["train_step[tiny_gpt-adamw-cpu-compile-b4]"]["correct"] is True
+    assert got["train_step[user_gpt-adamw-cpu-compile-b4]"]["correct"] is True
     report = (gpt_run.run_dir / "report.md").read_text()
     assert "tokens/s" in report and "MFU" in report
 
@@ -377,7 +377,7 @@ def median_of(run, case_id: str) -> float:
 
 @pytest.mark.slow
 def test_a_planted_wrong_compiled_output_of_a_gpt_ends_wrong_result(tmp_path):
-    run = run_bench(tmp_path, "--model-module", "tests.tiny_gpt", "--models", "tiny_gpt_wrong", "--phases",
+    run = run_bench(tmp_path, "--model-module", "tests.user_gpt", "--models", "user_gpt_wrong", "--phases",
                     "forward", "--modes", "compile", "--compile-backend", "eager")
     (row,) = rows(run).values()
     assert row["status"] == Status.WRONG_RESULT.value, row

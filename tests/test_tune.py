@@ -73,6 +73,7 @@ def test_an_optimizer_kernel_this_torch_lacks_skips_the_case_with_the_reason():
         unregister_optimizer("probe_sgd")
 
 
+@pytest.mark.slow
 def test_compile_mode_reaches_torch_compile_and_the_id(monkeypatch):
     compiled = case(mode="compile", compile_mode="max-autotune")
     assert compiled.id == "train_step[fashion_mlp-adam-cpu-compile-max-autotune-b64]"
@@ -229,6 +230,7 @@ def tuned(tmp_path_factory):
     return proc, runs
 
 
+@pytest.mark.slow
 def test_tune_runs_the_grid_through_the_suite_and_names_the_fastest(tuned):
     proc, runs = tuned
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -244,6 +246,7 @@ def test_tune_runs_the_grid_through_the_suite_and_names_the_fastest(tuned):
     assert f"speedup over the seed's configuration ({SEED_ID}: eager, adam, amp off, contiguous): " in out
 
 
+@pytest.mark.slow
 def test_the_summary_sorts_by_median_and_prices_each_configuration_against_the_seed(tuned):
     _, runs = tuned
     table = tune_table(load(runs[0]), SEED_ID)

@@ -35,8 +35,8 @@ def test_torchvision_classifiers_are_registered_by_name():
     assert (spec.family, spec.loss, spec.input_shape, spec.num_classes) == ("torchvision", "cross_entropy",
                                                                            (3, 32, 32), 10)
     assert isinstance(spec.make_criterion(), nn.CrossEntropyLoss)
-    inputs, target = spec.make_batch(2, image_size=16)
-    assert inputs.shape == (2, 3, 16, 16) and target.dtype == torch.int64  # labels for cross-entropy
+    batch = spec.make_batch(2, image_size=16)
+    assert batch.first.shape == (2, 3, 16, 16) and batch.target.dtype == torch.int64  # labels for cross-entropy
     assert models.get_spec("lenet").family == "seed" and not models.get_spec("lenet").takes_labels
 
 
@@ -49,7 +49,7 @@ def test_a_criterion_factory_and_its_labels():
     try:
         spec = models.get_spec("tiny_smooth")
         assert spec.make_criterion().label_smoothing == 0.1
-        assert spec.make_batch(5)[1].shape == (5,)
+        assert spec.make_batch(5).target.shape == (5,)
     finally:
         models.unregister_model("tiny_smooth")
 

@@ -1,7 +1,7 @@
 """A user's own GPT, written inside the tests as nanoGPT's ``model.py`` writes it: ``forward(idx,
 targets=None) -> (logits, loss)``, the loss computed inside, only the last position's logits when
 there are no targets. It is registered through the public API alone (no monkeypatching), as a
-user's ``--model-module`` does; ``tiny_gpt_wrong`` is the same model with a planted difference
+user's ``--model-module`` does; ``user_gpt_wrong`` is the same model with a planted difference
 that only the compiled path takes."""
 
 from __future__ import annotations
@@ -62,10 +62,10 @@ SHAPE = dict(inputs=tokens(vocab_size=VOCAB, seq_len=BLOCK), loss="own", param_g
 
 
 @register_model(**SHAPE)
-def tiny_gpt() -> nn.Module:
+def user_gpt() -> nn.Module:
     return TinyGPT()
 
 
 @register_model(**SHAPE)
-def tiny_gpt_wrong() -> nn.Module:
+def user_gpt_wrong() -> nn.Module:
     return TinyGPT(planted=True)
