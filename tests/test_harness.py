@@ -165,7 +165,7 @@ def test_a_new_phase_is_one_builder_in_the_phase_table(monkeypatch):
     monkeypatch.setitem(PHASE_BUILDERS, "double_forward", double_forward)
     step = build_step(case("double_forward", optimizer=None, batch_size=2))
     with torch.no_grad():
-        torch.testing.assert_close(step.run(), 2 * step.model(step.batch[0]))
+        torch.testing.assert_close(step.run(), 2 * step.model(step.batch.first))
     monkeypatch.undo()
     with pytest.raises(ValueError, match="unknown phase 'double_forward'; phases with a builder: forward"):
         build_step(case("double_forward", optimizer=None))
@@ -231,6 +231,7 @@ def test_pedantic_rounds_follow_the_time_budget():
     assert pedantic_rounds(0.0, max_time=1.0, min_rounds=5) == 100_000
 
 
+@pytest.mark.slow
 def test_compiled_forward_matches_eager():
     eager = build_step(case("forward", optimizer=None))
     compiled = build_step(case("forward", optimizer=None, mode="compile"))

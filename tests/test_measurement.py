@@ -56,7 +56,7 @@ def test_memory_breakdown_of_fashion_mlp_with_adam():
     counters = sum(s["step"].nbytes for s in step.optimizer.state.values())
     assert counters == 4 * len(list(step.model.parameters())) == 24
     assert figures["mem_optimizer_bytes"] == 2 * FASHION_PARAM_BYTES + counters
-    inputs, target = step.batch
+    inputs, target = step.batch.first, step.batch.target
     assert figures["mem_held_bytes"] == (figures["mem_param_bytes"] + figures["mem_grad_bytes"]
                                          + figures["mem_optimizer_bytes"] + inputs.nbytes + target.nbytes)
     assert figures["mem_activation_bytes"] == figures["mem_peak_bytes"] - figures["mem_held_bytes"] > 0
@@ -81,7 +81,7 @@ def test_peak_sees_activations_of_a_larger_batch():
 
 def test_held_bytes_counts_each_storage_once():
     step = build_step(case(phase="forward", optimizer=None))
-    inputs, target = step.batch
+    inputs, target = step.batch.first, step.batch.target
     expected = FASHION_PARAM_BYTES + inputs.nbytes + target.nbytes
     assert held_bytes(step) == expected
 
