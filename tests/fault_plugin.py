@@ -1,6 +1,6 @@
 """Test-only workloads that fail in known ways, loaded into a benchmark run with ``-p tests.fault_plugin``.
 
-A plugin (not a conftest) so the entries exist before bench/conftest.py validates the
+A plugin (not a conftest) so the entries exist before bench/plugin.py validates the
 selection. Nothing here is registered in normal runs.
 """
 
