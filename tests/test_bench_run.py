@@ -99,6 +99,21 @@ def test_a_folder_or_history_only_creating_shows_unusable_stops_the_run_before_i
     assert not list(tmp_path.glob("*/cases.jsonl")), "nothing may be measured before the refusal"
 
 
+@pytest.mark.slow
+def test_a_model_module_that_fails_to_import_is_named_with_its_file_and_line(tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "syntax_models.py").write_text("from models import register_model\n\ndef net(:\n    pass\n")
+    (plugins / "raising_models.py").write_text("import torch\nRAISED = undefined_name\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")])}
+    for module, where in (("syntax_models", "line 3: SyntaxError: "), ("raising_models", "line 2: NameError: ")):
+        run = run_bench(tmp_path / "results", "--model-module", module, *ONE_CASE, env=env)
+        out = run.proc.stdout + run.proc.stderr
+        assert run.proc.returncode == 2, out  # not pytest's INTERNALERROR (3)
+        assert f"--model-module {module}: cannot import it: {plugins / module}.py, {where}" in out
+        assert "INTERNALERROR" not in out and "Traceback" not in out
+
+
 def _history_rows(results) -> int:
     """Rows the run appended; the history is created (empty) before the first case, when the run
     checks it can write there."""

@@ -99,6 +99,18 @@ def test_values_are_parsed_once_for_the_run():
     assert plain.profile_schedule is None and plain.max_batch is None and plain.shard is None
 
 
+def test_a_model_module_that_is_missing_or_does_not_parse_is_named_without_running_it(tmp_path, monkeypatch):
+    (tmp_path / "broken_models.py").write_text("import torch\n\ndef net(:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(options.OptionError) as refused:
+        options.check(parse("--model-module", "broken_models"))
+    assert str(refused.value).startswith(
+        f"--model-module broken_models: cannot import it: {tmp_path / 'broken_models.py'}, line 3: SyntaxError:")
+    with pytest.raises(options.OptionError, match="--model-module no_such_models_pkg: cannot import it "
+                                                  r"\(ModuleNotFoundError"):
+        options.check(parse("--model-module", "no_such_models_pkg"))
+
+
 def test_a_folder_that_cannot_be_one_is_refused_creating_nothing(tmp_path):
     (tmp_path / "afile").touch()
     with pytest.raises(options.OptionError, match=f"--results-dir {tmp_path}/afile: is a file, not a folder"):

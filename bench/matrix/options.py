@@ -12,6 +12,7 @@ anything is collected or measured.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import re
@@ -203,6 +204,8 @@ def check(option: argparse.Namespace) -> RunOptions:
         check_data(option)
     except ValueError as exc:  # SelectionError, ShardError, DataError: each names the value
         raise OptionError(str(exc)) from None
+    for module in option.bb_model_module:
+        check_model_module(module)
     return parsed
 
 
@@ -317,6 +320,27 @@ def check_data(option: argparse.Namespace) -> None:
                           f"{', '.join(datasets.DATASETS)}")
     if option.bb_data_root:
         datasets.check_root(option.bb_data_root, option.bb_dataset)
+
+
+def check_model_module(module: str) -> None:
+    """A --model-module that cannot be found, or whose file does not parse, named without running it."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:  # a parent package that is missing, or a bad name
+        spec, missing = None, f"{type(exc).__name__}: {exc}"
+    else:
+        missing = f"ModuleNotFoundError: No module named {module!r}"
+    if spec is None:
+        raise OptionError(f"--model-module {module}: cannot import it ({missing}); give an importable "
+                          "module (on PYTHONPATH) that calls models.register_model")
+    if spec.origin and spec.origin.endswith(".py"):
+        try:
+            compile(Path(spec.origin).read_bytes(), spec.origin, "exec")
+        except SyntaxError as exc:
+            raise OptionError(f"--model-module {module}: cannot import it: {exc.filename}, line {exc.lineno}: "
+                              f"SyntaxError: {exc.msg}") from None
+        except OSError as exc:
+            raise OptionError(f"--model-module {module}: cannot read {spec.origin} ({exc.strerror})") from None
 
 
 # --- the folders and the history a run writes into -------------------------------------------
