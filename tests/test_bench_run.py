@@ -64,9 +64,10 @@ def bench_without_torch(results_dir, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 @pytest.mark.parametrize(("args", "message"), [
     (["--devices", "tpu"], "unknown value 'tpu' for --devices; valid choices: cpu, cuda"),
+    (["--benchmark-max-time", "-1"], "invalid value -1 for --benchmark-max-time; expected seconds >= 0"),
     (["--results-dir", "{tmp}/afile"], "--results-dir {tmp}/afile: is a file, not a folder"),
     (["--history-db", "{tmp}"], "{tmp}: is a folder"),
-], ids=["axis", "results-dir", "history-db"])
+], ids=["axis", "pytest-benchmark", "results-dir", "history-db"])
 def test_a_bad_flag_or_path_is_refused_before_torch_is_imported(tmp_path, args, message):
     (tmp_path / "afile").touch()
     results = tmp_path / "results"

@@ -64,6 +64,12 @@ def parse(*args: str) -> argparse.Namespace:
     (["--data-size", "0"], "invalid value '0' for --data-size; expected an integer of at least 1"),
     (["--epochs", "x"], "invalid value 'x' for --epochs"),
     (["--dataset", "CIFAR10"], "unknown value 'CIFAR10' for --dataset; valid choices: FashionMNIST, MNIST"),
+    # pytest-benchmark's own, where its parser lets nonsense through
+    (["--benchmark-max-time", "-1"], "invalid value -1 for --benchmark-max-time; expected seconds >= 0"),
+    (["--benchmark-max-time", "nan"], "invalid value NaN for --benchmark-max-time"),
+    (["--benchmark-min-time", "-0.001"], "invalid value -0.001 for --benchmark-min-time; expected seconds >= 0"),
+    (["--benchmark-warmup-iterations", "-3"], "invalid value -3 for --benchmark-warmup-iterations"),
+    (["--benchmark-calibration-precision", "0"], "invalid value 0 for --benchmark-calibration-precision"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
 def test_a_bad_value_is_refused_naming_it(args, message):
     with pytest.raises(options.OptionError) as refused:
@@ -75,7 +81,7 @@ def test_the_checks_run_without_torch():
     """The same checks the command runs, in a Python where importing torch fails."""
     code = NO_TORCH + (
         "from tests.test_options import parse\nfrom bench.matrix import options\n"
-        "for args in (['--devices', 'tpu'], ['--shard', '3/2'], ['--data-size', '0']):\n"
+        "for args in (['--devices', 'tpu'], ['--benchmark-max-time', '-1'], ['--data-size', '0']):\n"
         "    try:\n        options.check(parse(*args))\n    except options.OptionError as exc:\n"
         "        print(exc)\n"
         "assert 'torch' not in sys.modules\n")

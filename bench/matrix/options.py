@@ -201,6 +201,7 @@ def check(option: argparse.Namespace) -> RunOptions:
             data_size=integer("--data-size", option.bb_data_size, 1),
             epochs=integer("--epochs", option.bb_epochs, 1))
         check_metric(option, distributed)
+        check_benchmark_options(option)
         check_data(option)
     except ValueError as exc:  # SelectionError, ShardError, DataError: each names the value
         raise OptionError(str(exc)) from None
@@ -320,6 +321,29 @@ def check_data(option: argparse.Namespace) -> None:
                           f"{', '.join(datasets.DATASETS)}")
     if option.bb_data_root:
         datasets.check_root(option.bb_data_root, option.bb_dataset)
+
+
+# pytest-benchmark's own options, where its parser lets through values that mean nothing
+# (it parses --benchmark-max-time as any decimal, the iteration counts as any integer; it
+# refuses --benchmark-min-rounds 0 itself, a usage error).
+_BENCHMARK_LIMITS = (  # (dest, flag, smallest valid value, what is valid)
+    ("benchmark_max_time", "--benchmark-max-time", 0, "seconds >= 0"),
+    ("benchmark_min_time", "--benchmark-min-time", 0, "seconds >= 0"),
+    ("benchmark_warmup_iterations", "--benchmark-warmup-iterations", 0, "an integer >= 0"),
+    ("benchmark_calibration_precision", "--benchmark-calibration-precision", 1, "an integer >= 1"),
+    ("benchmark_cprofile_top", "--benchmark-cprofile-top", 1, "an integer >= 1"),
+)
+
+
+def check_benchmark_options(option: argparse.Namespace) -> None:
+    """pytest-benchmark's timing options: a negative time or count is refused, naming it."""
+    for dest, flag, smallest, valid in _BENCHMARK_LIMITS:
+        text = getattr(option, dest, None)
+        if text is None:
+            continue
+        value = float(text)
+        if not (math.isfinite(value) and value >= smallest):
+            raise OptionError(f"invalid value {text!s} for {flag}; expected {valid}")
 
 
 def check_model_module(module: str) -> None:
