@@ -5,12 +5,14 @@ need no torch (``bench.matrix.options``); ``configure`` then does what needs the
 (model and optimizer names, image sizes), checks the disk space the run will need, and only
 then creates the run folder. Each phase is a test function (``forward``, ``backward``,
 ``optimizer_step``, ``train_step``) parametrized with the selected cases, so ids read
-``train_step[fashion_mlp-adam-cpu-eager-b64]``.
+``train_step[fashion_mlp-adam-cpu-eager-b64]``. A case that fails is a row with its status,
+and one line of the blitzbench section, not a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 import warnings
@@ -45,12 +47,18 @@ _CASES = pytest.StashKey[list]()
 _WRITER = pytest.StashKey[RunWriter]()
 _ENV = pytest.StashKey[dict]()
 _SUMMARY = pytest.StashKey[list]()  # (line, is_a_failure) of the blitzbench section
-_DRY_RUN = pytest.StashKey[list]()  # --benchmark-disable: the cases built and run once
+_DRY_RUN = pytest.StashKey[list]()  # --benchmark-disable: (case id, status, message) of each case run once
 _MAX_BATCH = pytest.StashKey["max_batch.MaxBatchConfig | None"]()
 _DIST = pytest.StashKey[options.DistSettings]()  # --distributed: nproc, nodes, rendezvous
 _OPTIONS = pytest.StashKey[options.RunOptions]()  # the command line, parsed
 # pytest-benchmark's table, kept narrow unless --benchmark-columns asks for more.
 DEFAULT_COLUMNS = ["median", "iqr", "rounds"]
+# A failed case's report carries its status here: pytest then counts it under that status.
+CASE_STATUS = "blitzbench_status"
+# torch's structured-trace logger: always at DEBUG, never propagating; torch builds its records
+# (graphs, guards, as JSON) only while the logger has a handler.
+TORCH_TRACE_LOGGER = "torch.__trace"
+MAX_LINE_CHARS = 300  # a case's line in the blitzbench section; its whole error is in its row
 
 
 def configure(config: pytest.Config, checked: options.RunOptions) -> None:
@@ -275,36 +283,76 @@ def case(request: pytest.FixtureRequest) -> Case:
     return case
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item: pytest.Item):
+    # Innermost, inside pytest's log capture, which attaches its handlers to every logger that
+    # does not propagate, torch's structured-trace logger included: torch then builds a trace
+    # record (graphs, guards, as JSON) per compile event for it, work no run asked for, and a
+    # failed case's report showed them as hundreds of empty DEBUG lines. torch's own handlers
+    # (TORCH_TRACE, TORCH_LOGS) stay.
+    keep_pytest_off(logging.getLogger(TORCH_TRACE_LOGGER))
+    return (yield)
+
+
+def keep_pytest_off(logger: logging.Logger) -> None:
+    """Detach pytest's capturing handlers from ``logger``."""
+    for handler in [h for h in logger.handlers if type(h).__module__ == "_pytest.logging"]:
+        logger.removeHandler(handler)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    outcome = yield
-    report = outcome.get_result()
-    writer = item.config.stash.get(_WRITER, None)
+    report = yield
     case = getattr(item, "callspec", None) and item.callspec.params.get("case")
-    if case is not None and report.when == "call" and report.passed and _DRY_RUN in item.config.stash:
-        item.config.stash[_DRY_RUN].append(case.id)
-    if writer is None or case is None or item.stash.get(MEASURED_ELSEWHERE, False):
+    if case is not None and (report.when == "call" or (report.when == "setup" and not report.passed)):
+        _record(item, case, report, call)
+    return report
+
+
+def _record(item: pytest.Item, case: Case, report: pytest.TestReport, call: pytest.CallInfo) -> None:
+    """How the case ended: on its report (a failure), in the dry run's list, in its row."""
+    status, message = _outcome(report, call)
+    if report.failed:
+        # A case that failed is a row and a line of the blitzbench section, not a traceback:
+        # pytest counts it under its status (pytest_report_teststatus), not among its failures.
+        setattr(report, CASE_STATUS, status.value)
+    if _DRY_RUN in item.config.stash:
+        item.config.stash[_DRY_RUN].append((case.id, status.value, message))
+    writer = item.config.stash.get(_WRITER, None)
+    if writer is None or item.stash.get(MEASURED_ELSEWHERE, False):
         return
-    if report.when == "call" or (report.when == "setup" and not report.passed):
-        writer.write(_row(item, case, report, call))
+    writer.write(_row(item, case, report, status, message))
 
 
-def _row(item: pytest.Item, case: Case, report: pytest.TestReport, call: pytest.CallInfo) -> dict:
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple | None:
+    status = getattr(report, CASE_STATUS, None)
+    if status is None:
+        return None
+    # pytest prints the tracebacks of its own "error" category: an error case counts as errored.
+    category = "errored" if status == Status.ERROR.value else status
+    return category, "F", (status.upper(), {"red": True})
+
+
+def _outcome(report: pytest.TestReport, call: pytest.CallInfo) -> tuple[Status, str]:
+    """How a case's test ended: its status and message (the row's status for a measured case)."""
+    if report.passed:
+        return Status.OK, ""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return Status.SKIPPED, report.longrepr[2].removeprefix("Skipped: ")
+    if call.excinfo is not None:
+        exc = call.excinfo.value
+        # Our own failures say everything in their message; others keep their type name.
+        return classify(exc), str(exc) if isinstance(exc, CaseFailure) else call.excinfo.exconly()
+    return Status.ERROR, str(report.longrepr)
+
+
+def _row(item: pytest.Item, case: Case, report: pytest.TestReport, status: Status, message: str) -> dict:
     """The pytest-benchmark entry for a measured case; a status row for anything else."""
     fixture = getattr(item, "funcargs", {}).get("benchmark")
     if report.passed and fixture is not None and fixture.stats is not None:
         row = fixture.stats.as_dict(include_data=True)
         row["finished_at"] = time.time()
         return row
-    if report.skipped and isinstance(report.longrepr, tuple):
-        status, message = Status.SKIPPED, report.longrepr[2].removeprefix("Skipped: ")
-    elif call.excinfo is not None:
-        exc = call.excinfo.value
-        # Our own failures say everything in their message; others keep their type name.
-        message = str(exc) if isinstance(exc, CaseFailure) else call.excinfo.exconly()
-        status = classify(exc)
-    else:
-        status, message = Status.ERROR, str(report.longrepr)
     return {
         "name": item.name,
         "fullname": item.nodeid,
@@ -317,9 +365,7 @@ def _row(item: pytest.Item, case: Case, report: pytest.TestReport, call: pytest.
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if _DRY_RUN in config.stash:
-        count = len(config.stash[_DRY_RUN])
-        _say(config, f"dry run (--benchmark-disable): {count} case{'' if count == 1 else 's'} built and run "
-                     "once; nothing timed, no results folder, no history")
+        _dry_run_summary(config)
         return
     writer = config.stash.get(_WRITER, None)
     if writer is None or config.option.bb_child:
@@ -330,23 +376,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _say(config, f"node {config.stash[_DIST].node_rank}: lent its ranks to node 0, which records the rows")
         return
     _say(config, f"results: {writer.run_dir} ({writer.count} case{'' if writer.count == 1 else 's'})")
+    _say_problems(config, writer.problems)
     record_figures(writer.run_dir)
     for case_id, losses in writer.epoch_losses():  # as the seed prints them, after each epoch
         _say(config, f"{case_id}: " + " · ".join(f"Training loss: {loss}" for loss in losses))
-    # Render from the JSON lines so an interrupted run still gets its report.
-    from reports import ResultsError
-    from reports.run import write_report
-
     if writer.count:
-        try:
-            paths = dict(write_report(writer.run_dir))
-        except ResultsError as exc:
-            paths = {}
-            _say(config, f"report: not written: {exc}", failed=True)
-        for skipped in paths.pop("skipped", None) or ():
-            _say(config, f"skipped input: {skipped}", failed=True)
-        for kind, path in paths.items():
-            _say(config, f"{kind}: {path}")
+        _write_report(config, writer.run_dir)
     if not writer.measured:
         _say(config, f"no case was measured: {_why_nothing(config, writer)}; nothing appended to the history",
              failed=True)
@@ -355,6 +390,40 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     elif writer.count:
         line, failed = _append_history(session, writer.run_dir, exitstatus)
         _say(config, f"history: {line}", failed=failed)
+
+
+def _dry_run_summary(config: pytest.Config) -> None:
+    outcomes = config.stash[_DRY_RUN]
+    count = sum(status == Status.OK.value for _, status, _ in outcomes)
+    _say(config, f"dry run (--benchmark-disable): {count} case{'' if count == 1 else 's'} built and run "
+                 "once; nothing timed, no results folder, no history")
+    _say_problems(config, outcomes)
+
+
+def _say_problems(config: pytest.Config, problems: list[tuple[str, str, str]]) -> None:
+    """One line per case that did not end ok (skips are pytest's to list), its whole error in its row."""
+    width = max((len(status) for _, status, _ in problems), default=0)
+    for case_id, status, message in problems:
+        if status not in (Status.OK.value, Status.SKIPPED.value):
+            first = message.strip().splitlines()[0] if message.strip() else ""
+            line = f"{status:<{width}}  {case_id}: {first}"
+            _say(config, line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS - 1] + "…", failed=True)
+
+
+def _write_report(config: pytest.Config, run_dir: Path) -> None:
+    """Render from the JSON lines, so an interrupted run still gets its report."""
+    from reports import ResultsError
+    from reports.run import write_report
+
+    try:
+        paths = dict(write_report(run_dir))
+    except ResultsError as exc:
+        paths = {}
+        _say(config, f"report: not written: {exc}", failed=True)
+    for skipped in paths.pop("skipped", None) or ():
+        _say(config, f"skipped input: {skipped}", failed=True)
+    for kind, path in paths.items():
+        _say(config, f"{kind}: {path}")
 
 
 def _say(config: pytest.Config, line: str, failed: bool = False) -> None:
@@ -367,7 +436,7 @@ def _why_nothing(config: pytest.Config, writer: RunWriter) -> str:
         return "--benchmark-skip skips every benchmark"
     if not writer.count:
         return "no case ran"
-    reasons = Counter(f"{status}: {message}" if message else status for status, message in writer.unmeasured)
+    reasons = Counter(f"{status}: {message}" if message else status for _, status, message in writer.problems)
     return "; ".join(f"{n} {reason}" for reason, n in reasons.most_common(3))
 
 

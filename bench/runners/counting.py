@@ -32,7 +32,7 @@ from bench.runners.base import MEASURED_ELSEWHERE
 from bench.schema.case import Case
 from bench.schema.files import ENVIRONMENT_FILE
 from bench.schema.results import RunWriter
-from bench.schema.status import CaseFailure, Status
+from bench.schema.status import ReportedFailure, Status
 
 COUNT_DIR = "callgrind"  # in the run folder: the worker's spec, log, results and kept dumps
 DEFAULT_TIMEOUT_S = 1800.0  # per case, from the previous case's line (the first includes start-up)
@@ -111,12 +111,8 @@ class Selection:
         self.state.stop()
 
 
-class WorkerError(CaseFailure):
+class WorkerError(ReportedFailure):
     """The worker could not count a case (it died, timed out, or the case failed in it)."""
-
-    def __init__(self, message: str, status: Status = Status.ERROR) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass

@@ -37,7 +37,7 @@ from bench.passes.distributed import rank_figures
 from bench.runners.base import MEASURED_ELSEWHERE
 from bench.schema.case import Case
 from bench.schema.results import RunWriter
-from bench.schema.status import CaseFailure, Status
+from bench.schema.status import ReportedFailure, Status
 
 if TYPE_CHECKING:
     from bench.workloads.step import Step
@@ -182,12 +182,8 @@ def run_case(launch: Launch, case: Case) -> dict[str, Any] | None:
     raise RankFailure.from_files(folder, name, log_text, log_path, proc.returncode, node_rank, nproc)
 
 
-class RankFailure(CaseFailure):
+class RankFailure(ReportedFailure):
     """A rank failed: its error (or torchrun's account of its exit) names it."""
-
-    def __init__(self, message: str, status: Status = Status.ERROR) -> None:
-        super().__init__(message)
-        self.status = status
 
     @classmethod
     def from_files(cls, folder: Path, name: str, log_text: str, log_path: Path, code: int, node_rank: int,

@@ -22,7 +22,7 @@ from bench.runners.base import MEASURED_ELSEWHERE
 from bench.schema.case import AXIS_FIELDS, Case, axis_value
 from bench.schema.files import BENCHMARK_JSON, CASES_FILE, ISOLATED_DIR
 from bench.schema.results import RunWriter
-from bench.schema.status import Status
+from bench.schema.status import ReportedFailure, Status
 
 if TYPE_CHECKING:
     from bench.workloads.step import Step
@@ -103,4 +103,4 @@ class IsolatedRunner:
         if status is Status.SKIPPED:
             pytest.skip(extra.get("error") or "skipped")
         if not status.measured:
-            pytest.fail(f"{status}: {extra.get('error')}", pytrace=False)
+            raise ReportedFailure(extra.get("error") or status.value, status)

@@ -42,17 +42,20 @@ class RunWriter:
         self.path = run_dir / name
         self.count = 0
         self.measured = 0  # rows of cases measured (timed, or counted)
-        self.unmeasured: list[tuple[str, str]] = []  # (status, message) of the other rows
+        # (case id, status, message) of every row whose status is not ok, in run order.
+        self.problems: list[tuple[str, str, str]] = []
 
     def tally(self, row: Mapping[str, Any]) -> None:
         """Count a row of this run (written here, or by an --isolate child)."""
         self.count += 1
         extra = row.get("extra_info") or {}
+        status = str(extra.get("status") or Status.ERROR.value)
         # Timed rows carry statistics; counted rows (instruction counts) only their status.
-        if row.get("stats") is not None or extra.get("status") in MEASURED:
+        if row.get("stats") is not None or status in MEASURED:
             self.measured += 1
-        else:
-            self.unmeasured.append((str(extra.get("status", "error")), str(extra.get("error") or "")))
+        if status != Status.OK.value:
+            message = extra.get("error") or extra.get("invalid_reason") or ""
+            self.problems.append((str(extra.get("case_id") or row.get("name")), status, str(message)))
 
     def write(self, row: Mapping[str, Any]) -> None:
         line = json.dumps(row, default=str, allow_nan=True)
