@@ -11,6 +11,7 @@ and one line of the blitzbench section, not a traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from bench import environment
-from bench.matrix import options, shard
+from bench.matrix import options, shard, space
 from bench.matrix import select as matrix
 from bench.matrix.options import refuse
 from bench.matrix.progress import PLUGIN_NAME as PROGRESS_PLUGIN
@@ -37,8 +38,8 @@ from bench.runners.inprocess import InProcessRunner, cuda_available, synced_perf
 from bench.runners.isolated import IsolatedRunner
 from bench.schema.case import DATA_PHASES, Case
 from bench.schema.figures import to_json
-from bench.schema.files import BENCHMARK_JSON, ENVIRONMENT_FILE, FIGURES_FILE
-from bench.schema.results import RunWriter, new_run_dir
+from bench.schema.files import BENCHMARK_JSON, CASES_FILE, ENVIRONMENT_FILE, FIGURES_FILE
+from bench.schema.results import RunWriter, new_run_dir, write_atomic
 from bench.schema.status import CaseFailure, Status, classify, clip_error
 from bench.workloads import datasets, pipeline
 
@@ -55,6 +56,7 @@ _OPTIONS = pytest.StashKey[options.RunOptions]()  # the command line, parsed
 DEFAULT_COLUMNS = ["median", "iqr", "rounds"]
 # A failed case's report carries its status here: pytest then counts it under that status.
 CASE_STATUS = "blitzbench_status"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # torch's structured-trace logger: always at DEBUG, never propagating; torch builds its records
 # (graphs, guards, as JSON) only while the logger has a handler.
 TORCH_TRACE_LOGGER = "torch.__trace"
@@ -63,7 +65,7 @@ MAX_LINE_CHARS = 300  # a case's line in the blitzbench section; its whole error
 
 def configure(config: pytest.Config, checked: options.RunOptions) -> None:
     """Set up the run whose command line passed ``options.check``: what needs the model registry,
-    then (only now creating anything) the run folder and the history."""
+    the disk space, then (only now creating anything) the run folder and the history."""
     config.stash[_OPTIONS] = checked
     selected = _select(config, checked)
     _check_image_sizes(selected)
@@ -84,6 +86,8 @@ def configure(config: pytest.Config, checked: options.RunOptions) -> None:
     if dry_run(config):
         config.stash[_DRY_RUN] = []  # each case built and run once: nothing timed, nothing written
         return
+    if not config.option.bb_child:  # a child writes one case into the folder its parent checked
+        _check_space(config, selected)
     _start_run(config, _run_folder(config))
 
 
@@ -117,6 +121,26 @@ def _max_batch(given: tuple[int | None, int | None] | None) -> max_batch.MaxBatc
         return None
     budget, limit = given
     return max_batch.MaxBatchConfig(budget_bytes=budget, limit=limit or max_batch.DEFAULT_LIMIT)
+
+
+def _check_space(config: pytest.Config, selected: list[Case]) -> None:
+    """Refuse a run the disk cannot hold (estimated from the selection and the timing options)."""
+    opt = config.option
+    plan = space.Plan(cases=selected, max_time=float(opt.benchmark_max_time),
+                      min_rounds=int(opt.benchmark_min_rounds), profiled=bool(opt.bb_profile),
+                      counted=counting.counting(config), isolated=bool(opt.bb_isolate))
+    needs = space.needs(plan, options.results_folder(opt)[0], _history_file(options.history_db(opt)))
+    try:
+        space.check(needs, plan)
+    except space.SpaceError as exc:
+        refuse(str(exc))
+
+
+def _history_file(db: str | Path) -> Path | None:
+    """The history's SQLite file; None for a server (its disk is not this machine's)."""
+    from reports.history import is_server, locate
+
+    return None if is_server(db) else locate(db)
 
 
 def _run_folder(config: pytest.Config) -> Path:
@@ -198,7 +222,7 @@ def record_environment(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any
     env = environment.collect()
     env.update(settings)
     env["cpu_peak_flops"] = cpu_peak("float32")
-    (run_dir / ENVIRONMENT_FILE).write_text(json.dumps(env, indent=2, default=str), encoding="utf-8")
+    write_atomic(run_dir / ENVIRONMENT_FILE, json.dumps(env, indent=2, default=str))
     return env
 
 
@@ -206,7 +230,7 @@ def record_figures(run_dir: Path) -> None:
     """Write the run's figure declarations beside its results (plug-ins' included), so any
     later reader labels and gates them as this run declared them."""
     declared = [to_json(f) for f in CATALOG.figures()]
-    (run_dir / FIGURES_FILE).write_text(json.dumps(declared, indent=1), encoding="utf-8")
+    write_atomic(run_dir / FIGURES_FILE, json.dumps(declared, indent=1))
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
@@ -214,9 +238,12 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
     if env is not None:
         output_json["blitzbench_environment"] = env
     # A case stopped before its status was set (Ctrl-C during its rounds, a pass that raised)
-    # holds partial numbers: its row in cases.jsonl says what happened; keep it out of here.
+    # holds partial numbers: its row in cases.jsonl says what happened; keep it out of here. So
+    # is a case whose row could not be written (a full disk): the two files hold the same cases.
+    writer = config.stash.get(_WRITER, None)
     output_json["benchmarks"] = [b for b in output_json.get("benchmarks", [])
-                                 if "status" in (b.get("extra_info") or {})]
+                                 if "status" in (extra := b.get("extra_info") or {})
+                                 and (writer is None or extra.get("case_id") in writer.case_ids)]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -321,7 +348,13 @@ def _record(item: pytest.Item, case: Case, report: pytest.TestReport, call: pyte
     writer = item.config.stash.get(_WRITER, None)
     if writer is None or item.stash.get(MEASURED_ELSEWHERE, False):
         return
-    writer.write(_row(item, case, report, status, message))
+    try:
+        writer.write(_row(item, case, report, status, message))
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        refuse(f"{writer.run_dir}: no space left on the device for {CASES_FILE} ({exc.strerror}); the run "
+               f"stops, its {writer.count} finished case{'' if writer.count == 1 else 's'} kept in that file")
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple | None:
@@ -360,6 +393,40 @@ def _row(item: pytest.Item, case: Case, report: pytest.TestReport, status: Statu
         "stats": None,
         "finished_at": time.time(),
     }
+
+
+@pytest.hookimpl(specname="pytest_sessionfinish", wrapper=True)
+def pytest_sessionfinish_on_a_full_disk(session: pytest.Session):
+    # Around the finishers of the run: pytest-benchmark's (benchmark.json, written first, in
+    # place), the report and the history (pytest_sessionfinish below); a full disk stops them
+    # all. Inside pytest's terminal summary (registered later, so wrapping this), which still runs.
+    try:
+        return (yield)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        _disk_full_at_the_end(session, exc)
+
+
+def _disk_full_at_the_end(session: pytest.Session, exc: OSError) -> None:
+    config = session.config
+    writer = config.stash.get(_WRITER, None)
+    json_path = getattr(config.option, "benchmark_json", None)
+    if json_path is not None and not _whole_json(Path(json_path)):
+        Path(json_path).unlink(missing_ok=True)  # pytest-benchmark's half-written file
+    folder = writer.run_dir if writer is not None else Path(json_path or ".").parent
+    kept = f"; the finished cases are kept in {writer.path}" if writer is not None else ""
+    _say(config, f"{folder}: no space left on the device while finishing the run ({exc.strerror}): "
+                 f"{BENCHMARK_JSON}, the report or the history entry is missing{kept}", failed=True)
+    session.exitstatus = options.REFUSED
+
+
+def _whole_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -417,7 +484,7 @@ def _write_report(config: pytest.Config, run_dir: Path) -> None:
 
     try:
         paths = dict(write_report(run_dir))
-    except ResultsError as exc:
+    except (ResultsError, OSError) as exc:  # OSError: a full disk (each file is written whole or not at all)
         paths = {}
         _say(config, f"report: not written: {exc}", failed=True)
     for skipped in paths.pop("skipped", None) or ():
