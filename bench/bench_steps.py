@@ -1,6 +1,6 @@
-"""The benchmarks: one function per phase, parametrized by conftest with the selected cases.
+"""The benchmarks: one function per phase, parametrized by bench/plugin.py with the selected cases.
 
-Kept thin on purpose: the ``runner`` fixture (``bench.runners``, picked by conftest) measures
+Kept thin on purpose: the ``runner`` fixture (``bench.runners``, picked by bench/plugin.py) measures
 the case; building the step is ``bench.workloads.build``, timing it and its passes ``bench.runners.inprocess``.
 """
 

@@ -16,6 +16,7 @@ import contextlib
 import difflib
 import fnmatch
 import importlib
+import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterable, Iterator
@@ -309,6 +310,18 @@ def import_model_module(module: str) -> None:
                          "give an importable module (on PYTHONPATH) that calls models.register_model") from None
     except ValueError as exc:  # a registration it makes is refused (a bad vocab_size, a loss...)
         raise ValueError(f"--model-module {module}: {exc}") from None
+    except Exception as exc:  # the module's own code failed: name where, not a traceback of the harness
+        text = exc.msg if isinstance(exc, SyntaxError) else exc
+        raise ValueError(f"--model-module {module}: cannot import it: {_where(exc)}: {type(exc).__name__}: {text}") \
+            from None
+
+
+def _where(exc: Exception) -> str:
+    """The file and line an import failed at: a SyntaxError's own, else the innermost frame."""
+    if isinstance(exc, SyntaxError):
+        return f"{exc.filename}, line {exc.lineno}"
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{frame.filename}, line {frame.lineno}"
 
 
 def list_models(pattern: str | None = None) -> list[str]:

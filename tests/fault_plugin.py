@@ -1,6 +1,6 @@
 """Test-only workloads that fail in known ways, loaded into a benchmark run with ``-p tests.fault_plugin``.
 
-A plugin (not a conftest) so the entries exist before bench/conftest.py validates the
+A plugin (not a conftest) so the entries exist before bench/plugin.py validates the
 selection. Nothing here is registered in normal runs.
 """
 
@@ -78,4 +78,13 @@ def _broken_backend(graph_module, example_inputs):
     raise RuntimeError("the 'broken' test backend refuses to compile")
 
 
+def _perturb_backend(graph_module, example_inputs):
+    """Compiles to something else: every floating output plus one (a wrong result)."""
+    def run(*args):
+        out = graph_module(*args)
+        return type(out)(o + 1 if isinstance(o, torch.Tensor) and o.is_floating_point() else o for o in out)
+    return run
+
+
 torch._dynamo.register_backend(name="broken")(_broken_backend)
+torch._dynamo.register_backend(name="perturb")(_perturb_backend)

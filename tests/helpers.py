@@ -13,6 +13,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # Short rounds: the tests check behaviour, not speed.
 FAST = ["--benchmark-max-time=0.05", "--benchmark-min-rounds=3"]
+# Code to run first in a Python where torch is "not installed": any import of it fails as it
+# would without the package. (Putting None in sys.modules instead trips scipy, which looks torch
+# up there to test array types.)
+NO_TORCH = """
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoTorch())
+"""
 
 
 @dataclass

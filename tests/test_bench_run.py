@@ -5,6 +5,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 from bench.matrix import select as matrix
 from reports import load
-from tests.helpers import ROOT, bench_cmd, run_bench
+from tests.helpers import NO_TORCH, ROOT, bench_cmd, run_bench
 
 ONE_CASE = ["--models", "fashion_mlp", "--phases", "forward", "--modes", "eager"]
 
@@ -50,42 +51,68 @@ def test_smoke_run_report_names_every_case(smoke_run):
     assert str(smoke_run.run_dir) in smoke_run.proc.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [(["--models", "lenet,resnet"], "unknown value 'resnet' for --models; valid choices: lenet,"),
-     (["--devices", "tpu"], "unknown value 'tpu' for --devices; valid choices: cpu, cuda"),
-     (["--preset", "huge"], "unknown preset 'huge'; valid choices: smoke, default, full"),
-     (["--batch-sizes", "64,-1"], "invalid value '-1' for --batch-sizes")],
-)
-def test_bad_selection_stops_with_a_message(tmp_path, args, message):
-    run = run_bench(tmp_path, *args)
+# Rejections: every bad value is checked in-process in tests/test_options.py; here the real
+# command, for what only it shows.
+
+
+def bench_without_torch(results_dir, *args: str) -> subprocess.CompletedProcess:
+    """The bench command in a Python where importing torch fails (as if not installed)."""
+    code = NO_TORCH + f"import pytest\nsys.exit(pytest.main({bench_cmd(results_dir, *args)[3:]!r}))\n"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "message"), [
+    (["--devices", "tpu"], "unknown value 'tpu' for --devices; valid choices: cpu, cuda"),
+    (["--benchmark-max-time", "-1"], "invalid value -1 for --benchmark-max-time; expected seconds >= 0"),
+    (["--results-dir", "{tmp}/afile"], "--results-dir {tmp}/afile: is a file, not a folder"),
+    (["--history-db", "{tmp}"], "{tmp}: is a folder"),
+], ids=["axis", "pytest-benchmark", "results-dir", "history-db"])
+def test_a_bad_flag_or_path_is_refused_before_torch_is_imported(tmp_path, args, message):
+    (tmp_path / "afile").touch()
+    results = tmp_path / "results"
+    proc = bench_without_torch(results, *ONE_CASE, *(a.format(tmp=tmp_path) for a in args))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert message.format(tmp=tmp_path) in out and "Traceback" not in out
+    assert not results.exists(), "a refused run creates nothing"
+
+
+@pytest.mark.slow
+def test_an_unknown_model_is_refused_before_anything_is_written(tmp_path):
+    # The model registry imports torch: checked after the flags, before any folder or history.
+    run = run_bench(tmp_path, "--models", "lenet,resnet")
     assert run.proc.returncode == 2
-    assert message in run.proc.stderr
+    assert "unknown value 'resnet' for --models; valid choices: lenet," in run.proc.stderr
     assert not any(tmp_path.iterdir()), "a rejected selection must not start a run"
 
 
-@pytest.mark.parametrize(("where", "message"), [
-    ("results-file", "--results-dir {tmp}/afile: is a file, not a folder"),
-    ("results-proc", "--results-dir /proc/nope: cannot create this folder"),
-    ("history-folder", "{tmp}/results/folder.sqlite: is a folder"),
-    ("history-proc", "/proc/nope/h.sqlite"),
-    ("history-sys", "/sys/h.sqlite"),
-])
-def test_an_unusable_folder_or_history_stops_the_run_before_it_measures(tmp_path, where, message):
-    results = tmp_path / "results"
-    results.mkdir()
-    (tmp_path / "afile").touch()
-    (results / "folder.sqlite").mkdir()
-    args = {"results-file": ["--results-dir", str(tmp_path / "afile")],
-            "results-proc": ["--results-dir", "/proc/nope"],
-            "history-folder": ["--history-db", str(results / "folder.sqlite")],
-            "history-proc": ["--history-db", "/proc/nope/h.sqlite"],
-            "history-sys": ["--history-db", "/sys/h.sqlite"]}[where]
-    run = run_bench(results, *ONE_CASE, *args)
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "message"), [
+    (["--results-dir", "/proc/nope"], "--results-dir /proc/nope: cannot create this folder"),
+    (["--history-db", "/sys/h.sqlite"], "/sys/h.sqlite: the history cannot be written"),
+], ids=["results-dir", "history-db"])
+def test_a_folder_or_history_only_creating_shows_unusable_stops_the_run_before_it_measures(tmp_path, args, message):
+    run = run_bench(tmp_path, *ONE_CASE, *args)
     assert run.proc.returncode == 2, run.proc.stdout + run.proc.stderr
-    assert message.format(tmp=tmp_path) in run.proc.stderr
+    assert message in run.proc.stderr
     assert "Traceback" not in run.proc.stdout + run.proc.stderr
-    assert not list(results.glob("*/cases.jsonl")), "nothing may be measured before the refusal"
+    assert not list(tmp_path.glob("*/cases.jsonl")), "nothing may be measured before the refusal"
+
+
+@pytest.mark.slow
+def test_a_model_module_that_fails_to_import_is_named_with_its_file_and_line(tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "syntax_models.py").write_text("from models import register_model\n\ndef net(:\n    pass\n")
+    (plugins / "raising_models.py").write_text("import torch\nRAISED = undefined_name\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")])}
+    for module, where in (("syntax_models", "line 3: SyntaxError: "), ("raising_models", "line 2: NameError: ")):
+        run = run_bench(tmp_path / "results", "--model-module", module, *ONE_CASE, env=env)
+        out = run.proc.stdout + run.proc.stderr
+        assert run.proc.returncode == 2, out  # not pytest's INTERNALERROR (3)
+        assert f"--model-module {module}: cannot import it: {plugins / module}.py, {where}" in out
+        assert "INTERNALERROR" not in out and "Traceback" not in out
 
 
 def _history_rows(results) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.matrix.options import DistSettings, parse_distribution
 from bench.passes import distributed as dist_figures
 from bench.runners import distributed
 from bench.schema.case import Case
@@ -143,14 +144,14 @@ def test_a_rendezvous_nobody_comes_to_exits_2_keeping_what_was_measured(tmp_path
 def test_bad_distribution_options_are_refused_before_measuring(args, message):
     option = options(*args)
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        distributed.parse_settings(option, ("ddp",))
+        parse_distribution(option, ("ddp",))
 
 
 def test_distribution_options_without_a_distributed_case_are_refused():
     with pytest.raises(ValueError, match="--nproc applies to distributed cases; add --distributed ddp"):
-        distributed.parse_settings(options("--nproc", "2"), ("off",))
+        parse_distribution(options("--nproc", "2"), ("off",))
     with pytest.raises(ValueError, match=r"invalid value 2 for --world-sizes with --nnodes 1 --nproc 4; valid: 1, 4"):
-        distributed.world_sizes(distributed.parse_settings(options("--nproc", "4"), ("ddp",)), (1, 2))
+        distributed.world_sizes(parse_distribution(options("--nproc", "4"), ("ddp",)), (1, 2))
 
 
 def options(*args: str):
@@ -207,7 +208,7 @@ def test_threads_per_rank_share_the_cores_unless_omp_num_threads_says(monkeypatc
 
 
 def test_multi_node_launch_uses_c10d_at_the_endpoint_with_one_id_per_case(tmp_path):
-    settings = distributed.Settings(nproc=2, nnodes=2, node_rank=1, endpoint="10.0.0.1:29400",
+    settings = DistSettings(nproc=2, nnodes=2, node_rank=1, endpoint="10.0.0.1:29400",
                                     rdzv_timeout_s=30)
     case = Case("train_step", "lenet", "adam", "cpu", "eager", distributed="ddp", world_size=4)
     cmd = distributed.launch_command(settings, case, tmp_path / "spec.json")

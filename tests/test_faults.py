@@ -1,7 +1,11 @@
 """A failing case becomes a row with its status and message; the rest of the matrix goes on."""
 
 import json
+import logging
 
+import pytest
+
+from bench.schema.status import STATUSES
 from reports import load
 from tests.helpers import run_bench
 
@@ -12,21 +16,35 @@ def statuses(run) -> dict[str, str]:
     return load(run.run_dir).set_index("case_id")["status"].to_dict()
 
 
+def summary(run) -> str:
+    """pytest's last line of counts: ``2 passed, 5 deselected, 2 oom, ...``."""
+    return next(line for line in reversed(run.proc.stdout.splitlines()) if " passed" in line)
+
+
+def problem_lines(run) -> dict[str, tuple[str, str]]:
+    """The blitzbench section's (printed last) line per case not ok: case id -> (status, message)."""
+    lines = run.proc.stdout.rstrip().splitlines()
+    found = {}
+    for line in lines[max(i for i, line in enumerate(lines) if line.strip("- ") == "blitzbench") + 1:]:
+        status, _, rest = line.partition("  ")
+        case_id, _, message = rest.strip().partition(": ")
+        if status.strip() in STATUSES:
+            found[case_id] = (status.strip(), message)
+    return found
+
+
+@pytest.mark.slow
 def test_failures_become_rows_and_the_matrix_goes_on(tmp_path):
     run = run_bench(tmp_path, *PLUGIN, "--models", "nan_mlp,fashion_mlp,huge_input",
                     "--phases", "forward,train_step", "--optimizers", "sgd,cuda_only_sgd", "--modes", "eager")
     assert run.proc.returncode == 1  # failed cases fail their test, after everything ran
-    assert statuses(run) == {
-        "forward[fashion_mlp-cpu-eager-b64]": "ok",
-        "forward[huge_input-cpu-eager-b64]": "oom",
-        "forward[nan_mlp-cpu-eager-b64]": "non_finite",
-        "train_step[fashion_mlp-sgd-cpu-eager-b64]": "ok",
-        "train_step[fashion_mlp-cuda_only_sgd-cpu-eager-b64]": "unsupported",
-        "train_step[huge_input-sgd-cpu-eager-b64]": "oom",
-        "train_step[huge_input-cuda_only_sgd-cpu-eager-b64]": "unsupported",
-        "train_step[nan_mlp-sgd-cpu-eager-b64]": "non_finite",
-        "train_step[nan_mlp-cuda_only_sgd-cpu-eager-b64]": "unsupported",
-    }
+    # Each failed case is one line, under its status, in pytest's count and the blitzbench section.
+    assert "Traceback" not in run.proc.stdout + run.proc.stderr and "= FAILURES =" not in run.proc.stdout
+    assert all(part in summary(run) for part in ("2 passed", "2 oom", "2 non_finite", "3 unsupported")), summary(run)
+    lines = problem_lines(run)
+    assert lines["forward[nan_mlp-cpu-eager-b64]"] == ("non_finite", "output is not finite after warm-up")
+    assert lines["forward[huge_input-cpu-eager-b64]"][0] == "oom"
+    assert len(lines) == 7 and all(status == statuses(run)[case_id] for case_id, (status, _) in lines.items())
     df = load(run.run_dir).set_index("case_id")
     assert "can't allocate memory" in df.loc["forward[huge_input-cpu-eager-b64]", "error"]
     assert df.loc["train_step[nan_mlp-sgd-cpu-eager-b64]", "error"] == "loss is not finite after warm-up"
@@ -74,3 +92,36 @@ def test_isolate_runs_each_case_in_its_own_process(tmp_path):
     raw = json.loads((run.run_dir / "benchmark.json").read_text())
     assert sorted(b["name"] for b in raw["benchmarks"]) == sorted(df["case_id"])
     assert (run.run_dir / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_a_wrong_result_is_one_line_not_a_traceback_nor_torch_debug_logging(tmp_path):
+    # -rA: pytest would print every case's captured logging, and it captured torch's trace records.
+    run = run_bench(tmp_path, *PLUGIN, "--models", "fashion_mlp", "--phases", "forward", "--modes", "eager,compile",
+                    "--compile-backend", "perturb", "--batch-sizes", "2", "-rA")
+    out = run.proc.stdout + run.proc.stderr
+    assert run.proc.returncode == 1, out  # a failed case fails the run, after everything ran
+    assert "Traceback" not in out and "= FAILURES =" not in out and "DEBUG" not in out
+    assert all(part in summary(run) for part in ("1 passed", "1 wrong_result")), summary(run)
+    (status, message), = problem_lines(run).values()
+    assert status == "wrong_result" and message.startswith("wrong result: relative error ")
+    row = load(run.run_dir).set_index("case_id").loc["forward[fashion_mlp-cpu-compile-b2]"]
+    assert row["status"] == "wrong_result" and "exceeds" in row["error"] and "float32 tolerance" in row["error"]
+
+
+def test_pytest_log_capture_is_kept_off_torchs_trace_logger():
+    import torch._logging._internal as torch_logging
+    from _pytest.logging import LogCaptureHandler
+
+    from bench.plugin import TORCH_TRACE_LOGGER, keep_pytest_off
+
+    assert torch_logging.trace_log.name == TORCH_TRACE_LOGGER  # the logger torch builds its records for
+    logger = logging.getLogger("blitzbench-test.trace")
+    torchs, pytests = logging.NullHandler(), LogCaptureHandler()
+    logger.addHandler(torchs)
+    logger.addHandler(pytests)
+    try:
+        keep_pytest_off(logger)
+        assert logger.handlers == [torchs]  # TORCH_TRACE's handler stays; pytest's goes
+    finally:
+        logger.removeHandler(torchs)

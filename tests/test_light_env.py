@@ -8,19 +8,9 @@ import subprocess
 import sys
 
 from bench.schema.case import Case
-from tests.helpers import ROOT
+from tests.helpers import NO_TORCH, ROOT
 from tests.synthetic import entry, rounds, write_run
 
-# torch "not installed": any import of it fails as it would without the package. (Putting
-# None in sys.modules instead trips scipy, which looks torch up there to test array types.)
-NO_TORCH = """
-import sys
-class NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, NoTorch())
-"""
 FIGURE_NAMES = "import json; from reports.schema import names; print(json.dumps(names()))"
 CASES = [Case(phase="train_step", model="fashion_mlp", optimizer="adam", device="cpu", mode="eager"),
          Case(phase="forward", model="lenet", optimizer=None, device="cpu", mode="eager")]

@@ -8,7 +8,8 @@ import pytest
 
 from bench.schema.case import Case
 from bench.schema.files import CASES_FILE
-from bench.passes.max_batch import fits, parse_bytes, search
+from bench.matrix.options import parse_bytes
+from bench.passes.max_batch import fits, search
 from tests.helpers import run_bench
 
 
@@ -61,7 +62,7 @@ def test_max_batch_is_a_figure_of_the_row_and_exact_against_the_budget(tmp_path)
 @pytest.mark.parametrize(("args", "message"), [
     (["--max-batch", "--max-batch-memory", "lots"], "invalid memory size 'lots'"),
     (["--max-batch-memory", "1GB"], "--max-batch-memory is given without --max-batch"),
-    (["--max-batch", "--max-batch-limit", "0"], "invalid value 0 for --max-batch-limit"),
+    (["--max-batch", "--max-batch-limit", "0"], "invalid value '0' for --max-batch-limit"),
 ])
 @pytest.mark.slow
 def test_bad_max_batch_options_are_refused_before_measuring(tmp_path, args, message):

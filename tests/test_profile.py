@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from bench.schema.case import Case
+from bench.matrix.options import parse_schedule
 from bench.passes.profiling import (SETUP_LABEL, TIMED_LABEL, TRACE_BUDGET_BYTES, ProfileConfig, capture,
-                                    check_budget, parse_schedule, trace_folder_name)
+                                    check_budget, trace_folder_name)
 from bench.workloads.build import build_step
 from reports import load
 from bench.schema.files import PROFILE_CSV

@@ -201,11 +201,11 @@ def test_token_inputs_refuse_bad_shapes():
 
 
 def test_workload_refusals_name_the_value(monkeypatch):
-    from bench import conftest
+    from bench import plugin
 
     def refused(selected: list[Case]) -> str:
         with pytest.raises(pytest.exit.Exception) as info:
-            conftest._check_workloads(selected)
+            plugin._check_workloads(selected)
         assert info.value.returncode == 2
         return str(info.value)
 

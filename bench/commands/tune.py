@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if measured == REFUSED and not interrupted:  # pytest refused an option: it measured nothing
         _remove_if_empty(run_dir)
         return REFUSED
-    # Reading and statistics are the reports' (bench reaches reports only from its conftest).
+    # Reading and statistics are the reports' (bench reaches reports only from its pytest wiring).
     summary = subprocess.call([sys.executable, "-m", "reports.tune", str(run_dir), "--seed", grid.seed.id], cwd=ROOT)
     return INTERRUPTED if interrupted else summary or measured
 

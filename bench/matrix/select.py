@@ -35,14 +35,17 @@ _SWITCHES = {"off": False, "on": True, "false": False, "true": True, "0": False,
 
 
 def valid_choices(axis: str) -> tuple[str, ...]:
-    # The registries (models, optimizers) need torch: imported here, so that the readers of
-    # results (reports) import this module without it.
-    import models
-    from bench.workloads.optimizers import list_optimizers
+    # The registries (models, optimizers) need torch: imported for their axes only, so that the
+    # readers of results (reports) and the options' check (bench.matrix.options) run without it.
+    if axis == "models":
+        import models
 
+        return tuple(models.list_models())
+    if axis == "optimizers":
+        from bench.workloads.optimizers import list_optimizers
+
+        return tuple(list_optimizers())
     return {
-        "models": tuple(models.list_models()),
-        "optimizers": tuple(list_optimizers()),
         "phases": PHASES,
         "devices": DEVICES,
         "modes": MODES,

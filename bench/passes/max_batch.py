@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gc
 import os
-import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -33,10 +32,6 @@ from bench.schema.figures import Figure, Kind, View
 from bench.schema.status import Status, classify
 
 if TYPE_CHECKING:
-    import argparse
-
-    import pytest
-
     from bench.workloads.step import Step
 
 FIGURES = (
@@ -51,23 +46,12 @@ FIGURES = (
 )
 
 DEFAULT_LIMIT = 65536
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
 
 
 @dataclass(frozen=True)
 class MaxBatchConfig:
     budget_bytes: int | None  # None: the device's own memory (CUDA) or the CPU default
     limit: int = DEFAULT_LIMIT
-
-
-def parse_bytes(text: str) -> int:
-    """``512MiB``, ``4GB``, ``1e9`` -> bytes; ValueError naming the value and the units."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*", text.lower())
-    if not match or match.group(2) not in _UNITS or float(match.group(1)) <= 0:
-        raise ValueError(f"invalid memory size {text!r}; expected a positive number with an optional "
-                         f"unit, one of {', '.join(u for u in _UNITS if u)} (e.g. 512MiB, 4GB)")
-    return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
 def default_cpu_budget() -> int:
@@ -138,33 +122,6 @@ def search(fit: Callable[[int], bool], start: int, limit: int = DEFAULT_LIMIT) -
         middle = (good + bad) // 2
         good, bad = (middle, bad) if fit(middle) else (good, middle)
     return good, False
-
-
-def addoption(group: "pytest.OptionGroup") -> None:
-    group.addoption("--max-batch", dest="bb_max_batch", action="store_true",
-                    help="after measuring each step case, find the largest batch that fits in the "
-                         "memory budget (figure max_batch)")
-    group.addoption("--max-batch-memory", dest="bb_max_batch_memory", default=None, metavar="SIZE",
-                    help="the budget for --max-batch, e.g. 2GiB (default: the CUDA device's free "
-                         "memory; on CPU a quarter of the memory available at the start)")
-    group.addoption("--max-batch-limit", dest="bb_max_batch_limit", type=int, default=DEFAULT_LIMIT,
-                    metavar="N", help=f"the largest batch --max-batch tries (default: {DEFAULT_LIMIT})")
-
-
-def configure(opt: "argparse.Namespace") -> MaxBatchConfig | None:
-    """The search's settings from the options, None without --max-batch (ValueError: refused
-    before anything runs)."""
-    if not opt.bb_max_batch:
-        for flag, given in (("--max-batch-memory", opt.bb_max_batch_memory is not None),
-                            ("--max-batch-limit", opt.bb_max_batch_limit != DEFAULT_LIMIT)):
-            if given:
-                raise ValueError(f"{flag} is given without --max-batch; add --max-batch or drop {flag}")
-        return None
-    if opt.bb_max_batch_limit < 1:
-        raise ValueError(f"invalid value {opt.bb_max_batch_limit} for --max-batch-limit; expected an "
-                         "integer of at least 1")
-    budget = parse_bytes(opt.bb_max_batch_memory) if opt.bb_max_batch_memory is not None else None
-    return MaxBatchConfig(budget_bytes=budget, limit=opt.bb_max_batch_limit)
 
 
 @dataclass(frozen=True)

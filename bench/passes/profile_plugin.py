@@ -1,8 +1,8 @@
 """pytest glue for ``--profile``: a pass that profiles the timed step after its timing.
 
-``bench/conftest.py`` adds the options (``addoption``), validates them before the run
-folder exists (``configure``), starts the per-run state once it does (``start``) and gives
-the runner this run's extra passes (``extra_passes``). ``ProfilePass`` runs after the
+``bench/plugin.py`` hands it the schedule ``bench.matrix.options`` parsed (``configure``),
+starts the per-run state once the run folder exists (``start``) and gives the runner this
+run's extra passes (``extra_passes``). ``ProfilePass`` runs after the
 timed rounds and the other passes, like every pass, so the timed rounds never run under the
 profiler; it adds ``trace_dir`` and the per-step counts to the result row and appends the
 case's summary to ``profile.jsonl``.
@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from bench.passes.base import Pass, Timing
-from bench.passes.profiling import (ProfileConfig, aggregate, capture, check_budget, parse_schedule, record,
-                                    trace_folder_name)
+from bench.passes.profiling import ProfileConfig, aggregate, capture, check_budget, record, trace_folder_name
 from bench.schema.files import PROFILE_FILE, TRACES_DIR
 from bench.schema.results import RunWriter
 from bench.workloads.step import Step
@@ -34,22 +33,11 @@ class ProfileState:
     writer: RunWriter
 
 
-def addoption(group: pytest.OptionGroup) -> None:
-    group.addoption("--profile", dest="bb_profile", action="store_true",
-                    help="after timing each case, profile it in a separate pass: a trace in "
-                         "<run>/traces/<case>/ and a summary in report.md (see nox -s profile)")
-    group.addoption("--profile-schedule", dest="bb_profile_schedule", default="1,1,3",
-                    metavar="WAIT,WARMUP,ACTIVE",
-                    help="profiler schedule: steps skipped, warmed up, recorded (default: 1,1,3)")
-    group.addoption("--profile-with-stack", dest="bb_profile_with_stack", action="store_true",
-                    help="record Python stacks in the traces (larger files)")
-
-
-def configure(config: pytest.Config) -> None:
-    """Validate the profiling options; a bad value stops the run before anything starts."""
-    if not config.option.bb_profile:
+def configure(config: pytest.Config, schedule: tuple[int, int, int] | None) -> None:
+    """Profile this run with ``schedule`` (wait, warmup, active; parsed with the options), or not (None)."""
+    if schedule is None:
         return
-    wait, warmup, active = parse_schedule(config.option.bb_profile_schedule)  # ValueError: refused
+    wait, warmup, active = schedule
     config.stash[_CONFIG] = ProfileConfig(wait=wait, warmup=warmup, active=active,
                                           with_stack=config.option.bb_profile_with_stack)
 

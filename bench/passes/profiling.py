@@ -89,16 +89,6 @@ class ProfileConfig:
         return self.wait + self.warmup + self.active
 
 
-def parse_schedule(text: str) -> tuple[int, int, int]:
-    """``"1,1,3"`` -> (wait, warmup, active); a message naming the value otherwise."""
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[2]) < 1:
-        raise ValueError(f"invalid --profile-schedule {text!r}; expected WAIT,WARMUP,ACTIVE as "
-                         "non-negative integers with ACTIVE >= 1, e.g. 1,1,3")
-    wait, warmup, active = (int(p) for p in parts)
-    return wait, warmup, active
-
-
 def trace_folder_name(case_id: str) -> str:
     """``train_step[lenet-sgd-cpu-eager-b64]`` -> ``train_step.lenet-sgd-cpu-eager-b64``.
 

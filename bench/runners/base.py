@@ -1,4 +1,4 @@
-"""What a runner is: who measures a case. conftest picks one per case; the phase functions call it.
+"""What a runner is: who measures a case. bench/plugin.py picks one per case; the phase functions call it.
 
 ``bench.runners.inprocess.InProcessRunner`` builds, times and measures the step in the pytest
 process itself; ``bench.runners.isolated.IsolatedRunner`` (``--isolate``) hands each case to a

@@ -1,7 +1,7 @@
 """pytest glue for ``--metric instructions``: count each CPU case's instructions under callgrind.
 
-``bench/conftest.py`` adds the options (``addoption``), validates them before the run folder
-exists (``configure``: a missing valgrind stops the run with exit status 2), adds the count
+``bench/plugin.py`` sets the run up once ``bench.matrix.options`` has checked the options
+(``configure``: a missing valgrind stops the run with exit status 2), adds the count
 run's keys to the environment once the folder exists (``start``) and asks ``counting`` which
 runner to give the phases (``runner``). The first counted case starts **one** valgrind process
 (``bench.runners.count_worker``) for the whole selection; each case then waits for its JSON line and
@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import models
+from bench.matrix import options
 from bench.passes.counts import (COMPILE_SKIP_REASON, CUDA_SKIP_REASON, DEBIAN_PACKAGE, DEFAULT_REPEATS,
                                  DISCARDED_REPEATS, MIN_REPEAT_INSTRUCTIONS, WARMUP_CALLS, WORKER_ENV,
                                  describe_library_isa, library_isa, parse_annotate, safe_name, summarize)
@@ -31,32 +32,13 @@ from bench.runners.base import MEASURED_ELSEWHERE
 from bench.schema.case import Case
 from bench.schema.files import ENVIRONMENT_FILE
 from bench.schema.results import RunWriter
-from bench.schema.status import CaseFailure, Status
+from bench.schema.status import ReportedFailure, Status
 
-METRICS = ("time", "instructions")
 COUNT_DIR = "callgrind"  # in the run folder: the worker's spec, log, results and kept dumps
 DEFAULT_TIMEOUT_S = 1800.0  # per case, from the previous case's line (the first includes start-up)
 ROOT = Path(__file__).resolve().parents[2]
 
 _STATE = pytest.StashKey["CountState"]()
-
-
-def addoption(group: pytest.OptionGroup) -> None:
-    group.addoption("--metric", dest="bb_metric", default="time", metavar="METRIC",
-                    help="what to measure: time (pytest-benchmark's rounds) or instructions "
-                         "(CPU instructions per call under valgrind's callgrind; see nox -s count) "
-                         "(default: time)")
-    group.addoption("--count-repeats", dest="bb_count_repeats", default=str(DEFAULT_REPEATS), metavar="N",
-                    help=f"--metric instructions: measured repeats per case, after {DISCARDED_REPEATS} "
-                         f"discarded (default: {DEFAULT_REPEATS})")
-    group.addoption("--count-timeout", dest="bb_count_timeout", default=str(DEFAULT_TIMEOUT_S), metavar="S",
-                    help="--metric instructions: seconds a case may wait for the valgrind worker "
-                         f"(default: {DEFAULT_TIMEOUT_S:g})")
-
-
-def refuse(message: str) -> None:
-    """Bad input: one message, exit status 2, before anything is measured."""
-    pytest.exit(message, returncode=2)
 
 
 def counting(config: pytest.Config) -> bool:
@@ -71,36 +53,23 @@ def valgrind_version(valgrind: str) -> str | None:
     return out.stdout.strip().removeprefix("valgrind-") or None
 
 
-def configure(config: pytest.Config) -> None:
-    """Validate the count options; without valgrind a count run stops here (exit 2)."""
+def configure(config: pytest.Config, repeats: int | None, timeout_s: float | None) -> None:
+    """Set up a count run (its options were checked by ``bench.matrix.options``); without
+    valgrind it stops here (exit 2)."""
     opt = config.option
-    if opt.bb_metric not in METRICS:
-        refuse(f"unknown value {opt.bb_metric!r} for --metric; valid choices: {', '.join(METRICS)}")
-    try:
-        repeats = int(opt.bb_count_repeats)
-        timeout = float(opt.bb_count_timeout)
-    except ValueError:
-        repeats, timeout = 0, 0.0
-    if repeats < 1 or not timeout > 0:
-        refuse(f"invalid --count-repeats {opt.bb_count_repeats!r} or --count-timeout {opt.bb_count_timeout!r}; "
-               "expected a positive integer and a positive number of seconds")
-    if not counting(config):
+    if not counting(config) or opt.collectonly or getattr(opt, "benchmark_disable", False):
         return
-    if opt.bb_isolate or getattr(opt, "bb_profile", False):
-        refuse("--metric instructions counts every case in one valgrind process: it does not combine "
-               "with --isolate or --profile (valid with them: --metric time)")
     tools = {name: shutil.which(name) for name in ("valgrind", "callgrind_annotate")}
-    if opt.collectonly or getattr(opt, "benchmark_disable", False):
-        return
     missing = [name for name, path in tools.items() if path is None]
     if missing:
-        refuse(f"--metric instructions needs {' and '.join(missing)}, not found on PATH; install the "
-               f"Debian package '{DEBIAN_PACKAGE}' (apt-get install {DEBIAN_PACKAGE}) or run with --metric time")
+        options.refuse(f"--metric instructions needs {' and '.join(missing)}, not found on PATH; install the "
+                       f"Debian package '{DEBIAN_PACKAGE}' (apt-get install {DEBIAN_PACKAGE}) or run with "
+                       "--metric time")
     # The phases' benchmark fixture stays unused, and pytest-benchmark has no rounds to save.
     config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used")
     config.addinivalue_line("filterwarnings", "ignore:Not saving anything")
     config.stash[_STATE] = CountState(valgrind=tools["valgrind"], annotate=tools["callgrind_annotate"],
-                                      repeats=repeats, timeout_s=timeout)
+                                      repeats=repeats or DEFAULT_REPEATS, timeout_s=timeout_s or DEFAULT_TIMEOUT_S)
     config.pluginmanager.register(Selection(config.stash[_STATE]), "blitzbench-count-selection")
 
 
@@ -142,12 +111,8 @@ class Selection:
         self.state.stop()
 
 
-class WorkerError(CaseFailure):
+class WorkerError(ReportedFailure):
     """The worker could not count a case (it died, timed out, or the case failed in it)."""
-
-    def __init__(self, message: str, status: Status = Status.ERROR) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass

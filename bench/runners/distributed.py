@@ -31,18 +31,18 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pytest
 
+from bench.matrix.options import DistSettings
 from bench.passes.counts import safe_name
 from bench.passes.distributed import rank_figures
 from bench.runners.base import MEASURED_ELSEWHERE
 from bench.schema.case import Case
 from bench.schema.results import RunWriter
-from bench.schema.status import CaseFailure, Status
+from bench.schema.status import ReportedFailure, Status
 
 if TYPE_CHECKING:
     from bench.workloads.step import Step
 
 DIST_DIR = "distributed"  # in the run folder: each case's spec, torchrun log and per-rank files
-DEFAULT_RDZV_TIMEOUT_S = 300.0
 COLLECTIVE_TIMEOUT_S = 600.0  # a rank waiting on a dead peer; torchrun normally stops it first
 ROOT = Path(__file__).resolve().parents[2]
 # What torchrun prints when the ranks never met (no worker started).
@@ -52,83 +52,6 @@ _RENDEZVOUS_ERRORS = ("RendezvousTimeoutError", "RendezvousConnectionError", "Re
 
 class RendezvousFailure(RuntimeError):
     """The nodes never met: a bad endpoint, or another node that did not come."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """A run's distribution: processes per node, nodes, this node's rank, where they meet."""
-
-    nproc: int | None = None  # None: each world size on one node (nproc = world size)
-    nnodes: int = 1
-    node_rank: int = 0
-    endpoint: str | None = None
-    rdzv_timeout_s: float = DEFAULT_RDZV_TIMEOUT_S
-    threads: int = 1  # torch threads per rank (threads_per_rank)
-
-    @property
-    def world(self) -> int | None:
-        return None if self.nproc is None else self.nnodes * self.nproc
-
-    def multi_node(self, case: Case) -> bool:
-        return self.nnodes > 1 and case.world_size > 1
-
-    def records_rows(self) -> bool:
-        """Node 0 writes the rows; the other nodes only lend their ranks."""
-        return self.node_rank == 0
-
-
-def addoption(group: Any) -> None:
-    group.addoption("--nproc", dest="bb_nproc", default=None, metavar="N",
-                    help="--distributed: ranks per node; world size = nodes × N, and the same cases "
-                         "on 1 rank are the scaling baseline")
-    group.addoption("--nnodes", dest="bb_nnodes", default=None, metavar="M",
-                    help="--distributed: nodes (each runs the same command; default 1)")
-    group.addoption("--node-rank", dest="bb_node_rank", default=None, metavar="K",
-                    help="--distributed with --nnodes: this node's rank, 0..M-1 (node 0 records the rows)")
-    group.addoption("--rdzv-endpoint", dest="bb_rdzv_endpoint", default=None, metavar="HOST:PORT",
-                    help="--nnodes > 1: where the nodes meet (torchrun's c10d rendezvous; node 0's address)")
-    group.addoption("--rdzv-timeout", dest="bb_rdzv_timeout", default=None, metavar="S",
-                    help=f"seconds to wait for every node of a case (default {DEFAULT_RDZV_TIMEOUT_S:g})")
-
-
-def _positive_int(flag: str, text: str | None, default: int | None, minimum: int = 1) -> int | None:
-    if text is None:
-        return default
-    if not text.strip().isdigit() or int(text) < minimum:
-        raise ValueError(f"invalid value {text!r} for {flag}; expected an integer of at least {minimum}, "
-                         f"e.g. {flag} 2")
-    return int(text)
-
-
-def parse_settings(option: Any, distributed: Sequence[str]) -> Settings:
-    """The distribution options, checked; a ValueError names the bad value and what is valid."""
-    nproc = _positive_int("--nproc", option.bb_nproc, None)
-    nnodes = _positive_int("--nnodes", option.bb_nnodes, 1)
-    node_rank = _positive_int("--node-rank", option.bb_node_rank, 0, minimum=0)
-    given = [f for f, v in (("--nproc", option.bb_nproc), ("--nnodes", option.bb_nnodes),
-                            ("--node-rank", option.bb_node_rank), ("--rdzv-endpoint", option.bb_rdzv_endpoint),
-                            ("--rdzv-timeout", option.bb_rdzv_timeout)) if v is not None]
-    if given and not any(d != "off" for d in distributed):
-        raise ValueError(f"{given[0]} applies to distributed cases; add --distributed ddp (or fsdp)")
-    if nnodes > 1 and nproc is None:
-        raise ValueError("--nnodes needs --nproc N (ranks per node)")
-    if node_rank >= nnodes:
-        raise ValueError(f"invalid value {node_rank} for --node-rank; expected 0..{nnodes - 1} (--nnodes {nnodes})")
-    endpoint = option.bb_rdzv_endpoint
-    if nnodes > 1 and endpoint is None:
-        raise ValueError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (node 0's address and a free port)")
-    if endpoint is not None:
-        host, _, port = endpoint.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"invalid value {endpoint!r} for --rdzv-endpoint; expected HOST:PORT, "
-                             "e.g. 10.0.0.1:29400")
-    try:
-        timeout = float(option.bb_rdzv_timeout) if option.bb_rdzv_timeout is not None else DEFAULT_RDZV_TIMEOUT_S
-    except ValueError:
-        timeout = -1.0
-    if not timeout > 0:
-        raise ValueError(f"invalid value {option.bb_rdzv_timeout!r} for --rdzv-timeout; expected seconds > 0")
-    return Settings(nproc=nproc, nnodes=nnodes, node_rank=node_rank, endpoint=endpoint, rdzv_timeout_s=timeout)
 
 
 def usable_cores() -> int:
@@ -149,7 +72,7 @@ def threads_per_rank(ranks_per_node: int) -> int:
     return max(1, usable_cores() // ranks_per_node)
 
 
-def world_sizes(settings: Settings, given: Sequence[int] | None) -> tuple[int, ...] | None:
+def world_sizes(settings: DistSettings, given: Sequence[int] | None) -> tuple[int, ...] | None:
     """The world sizes to select: 1 (the baseline) and nodes × nproc; a --world-sizes the
     nodes cannot make is an error."""
     if settings.world is None:  # each world size on this node alone
@@ -163,16 +86,14 @@ def world_sizes(settings: Settings, given: Sequence[int] | None) -> tuple[int, .
     return tuple(given)
 
 
-def configure(config: Any, overrides: dict[str, tuple]) -> Settings:
-    """Check the options and set the world sizes in ``overrides``; raises ValueError."""
-    settings = parse_settings(config.option, overrides.get("distributed", ("off",)))
+def configure(config: Any, settings: DistSettings, overrides: dict[str, tuple]) -> DistSettings:
+    """Set the world sizes in ``overrides`` and the threads per rank (the options were checked
+    by ``bench.matrix.options.parse_distribution``); raises ValueError for bad world sizes."""
     sizes = world_sizes(settings, overrides.get("world_sizes"))
     if sizes is not None:
         overrides["world_sizes"] = sizes
     settings = replace(settings, threads=threads_per_rank(settings.nproc or max(sizes or (1,))))
     if any(d != "off" for d in overrides.get("distributed", ())):
-        if getattr(config.option, "bb_metric", "time") != "time":
-            raise ValueError("--distributed times steps; it does not combine with --metric instructions")
         # The phases' benchmark fixture stays unused: the ranks time, and the row is written here.
         config.addinivalue_line("filterwarnings", "ignore:Benchmark fixture was not used")
     return settings
@@ -181,7 +102,7 @@ def configure(config: Any, overrides: dict[str, tuple]) -> Settings:
 # --- launching -------------------------------------------------------------------------------
 
 
-def launch_command(settings: Settings, case: Case, spec_path: Path) -> list[str]:
+def launch_command(settings: DistSettings, case: Case, spec_path: Path) -> list[str]:
     """torchrun for one case: standalone on this node, or c10d across ``settings.nnodes``."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--max-restarts", "0"]
     if settings.multi_node(case):
@@ -211,7 +132,7 @@ def model_imports(case: Case, modules: Sequence[str]) -> list[str]:
 class Launch:
     """What the launcher needs besides the case: the budget and where to write."""
 
-    settings: Settings
+    settings: DistSettings
     run_dir: Path
     max_time: float
     min_rounds: int
@@ -261,12 +182,8 @@ def run_case(launch: Launch, case: Case) -> dict[str, Any] | None:
     raise RankFailure.from_files(folder, name, log_text, log_path, proc.returncode, node_rank, nproc)
 
 
-class RankFailure(CaseFailure):
+class RankFailure(ReportedFailure):
     """A rank failed: its error (or torchrun's account of its exit) names it."""
-
-    def __init__(self, message: str, status: Status = Status.ERROR) -> None:
-        super().__init__(message)
-        self.status = status
 
     @classmethod
     def from_files(cls, folder: Path, name: str, log_text: str, log_path: Path, code: int, node_rank: int,

@@ -21,8 +21,8 @@ import pytest
 from bench.runners.base import MEASURED_ELSEWHERE
 from bench.schema.case import AXIS_FIELDS, Case, axis_value
 from bench.schema.files import BENCHMARK_JSON, CASES_FILE, ISOLATED_DIR
-from bench.schema.results import RunWriter
-from bench.schema.status import Status
+from bench.schema.results import RunWriter, write_atomic
+from bench.schema.status import ReportedFailure, Status
 
 if TYPE_CHECKING:
     from bench.workloads.step import Step
@@ -82,7 +82,7 @@ def merge_benchmark_json(run_dir: Path) -> None:
     target = run_dir / BENCHMARK_JSON
     merged = json.loads(target.read_text()) if target.is_file() else json.loads(children[0].read_text())
     merged["benchmarks"] = [b for child in children for b in json.loads(child.read_text())["benchmarks"]]
-    target.write_text(json.dumps(merged, indent=2))
+    write_atomic(target, json.dumps(merged, indent=2))
 
 
 @dataclass
@@ -103,4 +103,4 @@ class IsolatedRunner:
         if status is Status.SKIPPED:
             pytest.skip(extra.get("error") or "skipped")
         if not status.measured:
-            pytest.fail(f"{status}: {extra.get('error')}", pytrace=False)
+            raise ReportedFailure(extra.get("error") or status.value, status)

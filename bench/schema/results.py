@@ -42,24 +42,42 @@ class RunWriter:
         self.path = run_dir / name
         self.count = 0
         self.measured = 0  # rows of cases measured (timed, or counted)
-        self.unmeasured: list[tuple[str, str]] = []  # (status, message) of the other rows
+        self.case_ids: set[str] = set()
+        # (case id, status, message) of every row whose status is not ok, in run order.
+        self.problems: list[tuple[str, str, str]] = []
 
     def tally(self, row: Mapping[str, Any]) -> None:
         """Count a row of this run (written here, or by an --isolate child)."""
         self.count += 1
         extra = row.get("extra_info") or {}
+        case_id = str(extra.get("case_id") or row.get("name"))
+        self.case_ids.add(case_id)
+        status = str(extra.get("status") or Status.ERROR.value)
         # Timed rows carry statistics; counted rows (instruction counts) only their status.
-        if row.get("stats") is not None or extra.get("status") in MEASURED:
+        if row.get("stats") is not None or status in MEASURED:
             self.measured += 1
-        else:
-            self.unmeasured.append((str(extra.get("status", "error")), str(extra.get("error") or "")))
+        if status != Status.OK.value:
+            message = extra.get("error") or extra.get("invalid_reason") or ""
+            self.problems.append((case_id, status, str(message)))
 
     def write(self, row: Mapping[str, Any]) -> None:
-        line = json.dumps(row, default=str, allow_nan=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        """Append the row; on a failure (a full disk) the file is cut back to the rows before
+        it, so it never ends in half a line, and the error is raised."""
+        data = (json.dumps(row, default=str, allow_nan=True) + "\n").encode("utf-8")
+        # Unbuffered: after a failed write nothing is left in a buffer to land past the cut.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, end)
+                raise
+        finally:
+            os.close(fd)
         self.tally(row)
 
     def epoch_losses(self) -> list[tuple[str, list[float]]]:
@@ -74,3 +92,19 @@ class RunWriter:
                 if extra.get("epoch_losses"):
                     found.append((extra["case_id"], extra["epoch_losses"]))
         return found
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file in the same folder, then
+    ``os.replace``. A failure (a full disk) leaves the previous file, or none, never half a one."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        with tmp.open("xb") as fh:  # created with the usual permissions (umask), unlike mkstemp's 0600
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

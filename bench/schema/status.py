@@ -51,6 +51,15 @@ class CaseFailure(RuntimeError):
     status = Status.ERROR
 
 
+class ReportedFailure(CaseFailure):
+    """A failure another process reported with its status: an --isolate child, the valgrind
+    worker, a rank."""
+
+    def __init__(self, message: str, status: Status = Status.ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class UnsupportedCase(CaseFailure):
     """The case cannot run here by design (an optimizer that does not support the device)."""
 

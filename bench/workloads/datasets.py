@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.schema.results import write_atomic
+
 DATASETS = ("FashionMNIST", "MNIST")
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # IDX: 0x00000803 (ubyte, 3 dims), 0x00000801 (ubyte, 1 dim)
 SPLITS = {"train": "train", "test": "t10k"}
@@ -93,11 +95,8 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     """An IDX file of unsigned bytes (the MNIST format), written atomically."""
     data = np.ascontiguousarray(array, dtype=np.uint8)
     magic = IMAGE_MAGIC if data.ndim == 3 else LABEL_MAGIC
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(struct.pack(">I", magic) + struct.pack(f">{data.ndim}I", *data.shape))
-        fh.write(data.tobytes())
-    tmp.replace(path)  # a reader never sees half a file
+    header = struct.pack(">I", magic) + struct.pack(f">{data.ndim}I", *data.shape)
+    write_atomic(path, header + data.tobytes())  # a reader never sees half a file
 
 
 def class_patterns(rng: np.random.Generator) -> np.ndarray:

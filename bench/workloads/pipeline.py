@@ -131,7 +131,7 @@ def loss_line(mean_loss: float) -> str:
     return f"Training loss: {mean_loss}"
 
 
-# --- the run's data: chosen once per run (bench/conftest.py), read by the data phases -------
+# --- the run's data: chosen once per run (bench/plugin.py), read by the data phases -------
 
 DEFAULT_EPOCHS = 3  # timed epochs per case, after one untimed (workers start, caches fill)
 

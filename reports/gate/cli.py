@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench.schema.files import (DEFAULT_RESULTS_DIR, ENVIRONMENT_FILE, GATE_JSON, GATE_MD, NOISE_FLOOR_FILE,
                                 RUN_FILES)
+from bench.schema.results import write_atomic
 
 from ..environment import read_environment
 from ..format import count
@@ -232,10 +233,10 @@ def gate_main(argv: list[str]) -> int:
     text = markdown(verdict, gate_traces(run_folders(args.baseline), run_folders(args.current), flagged_cases(verdict)))
     out_dir = args.output or (args.current if args.current.is_dir() else args.current.parent)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / GATE_MD).write_text(text, encoding="utf-8")
+    write_atomic(out_dir / GATE_MD, text)
     document = dict(to_json(verdict), elapsed_s=time.perf_counter() - started,
                     baseline=str(args.baseline), current=str(args.current))
-    (out_dir / GATE_JSON).write_text(json.dumps(document, indent=2), encoding="utf-8")
+    write_atomic(out_dir / GATE_JSON, json.dumps(document, indent=2))
     print(text)
     print(f"written: {out_dir / GATE_MD}, {out_dir / GATE_JSON}")
     return 0 if verdict["passed"] else 1
@@ -257,8 +258,7 @@ def calibrate_main(argv: list[str]) -> int:
         print(f"calibrate: unusable input: {exc}", file=sys.stderr)
         return 2
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(dict(runs=[str(run) for run in args.runs], noise_floor=floors),
-                                      indent=2), encoding="utf-8")
+    write_atomic(args.output, json.dumps(dict(runs=[str(run) for run in args.runs], noise_floor=floors), indent=2))
     worst = max(floors.items(), key=lambda kv: kv[1])
     print(f"noise floor of {len(floors)} cases written to {args.output} "
           f"(largest: {worst[0]} {100 * worst[1]:.1f}%)")

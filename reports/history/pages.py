@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from bench.schema.files import DEFAULT_RESULTS_DIR, HISTORY_HTML, HISTORY_MD
+from bench.schema.results import write_atomic
 
 from .. import format as fmt
 from ..run.document import Cards, Charts, Note, Section, Table
@@ -90,8 +91,8 @@ def write_history_report(db: Path | str, out_dir: Path | str | None = None,
     subtitle = (f"{len(runs)} runs, from {runs['run'].iloc[0]} to {runs['run'].iloc[-1]} · "
                 f"written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     md_path, html_path = out / HISTORY_MD, out / HISTORY_HTML
-    md_path.write_text(write_markdown(title, sections), encoding="utf-8")
-    html_path.write_text(write_html(title, subtitle, sections), encoding="utf-8")
+    write_atomic(md_path, write_markdown(title, sections))
+    write_atomic(html_path, write_html(title, subtitle, sections))
     return {"markdown": md_path, "html": html_path}
 
 

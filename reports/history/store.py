@@ -73,16 +73,19 @@ def describe(spec: str | Path) -> str:
 # --- opening safely --------------------------------------------------------------------
 
 
-def check(db: Path | str) -> Path | str:
+def check(db: Path | str, write: bool = True) -> Path | str:
     """The history of ``db``, once it is known writable: a file that is not a blitzbench
     history is refused untouched; otherwise the file is opened for writing (created, with the
     schema, where absent), so that a run learns before measuring that it could not append.
     A server is connected to and its tables created where absent. Raises ``HistoryError``
-    naming the path (or the URL, password masked)."""
+    naming the path (or the URL, password masked). ``write=False`` only reads: what can be
+    refused without creating, writing or connecting to anything (a run's first, quick check)."""
     if postgres.is_server(db):
-        return postgres.check(str(db))
+        return postgres.check(str(db)) if write else db
     path = locate(db)
     _check(path)
+    if not write:
+        return path
     try:
         with _connect(path) as conn:
             conn.execute("BEGIN IMMEDIATE")  # takes the write lock: a read-only file fails here

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from bench.schema.files import PROFILE_CSV, REPORT_CSV, REPORT_HTML, REPORT_MD
+from bench.schema.results import write_atomic
 
 from ..load import load
 from ..traces.profile import empty_profile, load_profile
@@ -47,12 +48,13 @@ def write_report(run_dir: Path | str) -> dict[str, Any]:
     title = f"blitzbench report — {run_dir.name}"
     sections = run_sections(df, profile, run_dir)
     paths: dict[str, Any] = {"markdown": run_dir / REPORT_MD, "csv": run_dir / REPORT_CSV}
-    paths["markdown"].write_text(write_markdown(title, sections), encoding="utf-8")
-    df.drop(columns=["times_s"]).to_csv(paths["csv"], index=False)
+    # Each file whole or not at all (a full disk leaves the previous report, never half of one).
+    write_atomic(paths["markdown"], write_markdown(title, sections))
+    write_atomic(paths["csv"], df.drop(columns=["times_s"]).to_csv(index=False))
     if not profile.empty:
         paths["profile csv"] = run_dir / PROFILE_CSV
-        profile.to_csv(paths["profile csv"], index=False)
+        write_atomic(paths["profile csv"], profile.to_csv(index=False))
     paths["html"] = run_dir / REPORT_HTML
-    paths["html"].write_text(write_html(title, subtitle(df), sections), encoding="utf-8")
+    write_atomic(paths["html"], write_html(title, subtitle(df), sections))
     paths["skipped"] = list(df.attrs.get("skipped", []))
     return paths

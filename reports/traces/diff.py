@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench.schema.files import PROFILE_FILE, TRACES_DIR
+from bench.schema.results import write_atomic
 
 from .. import format as fmt
 from . import events as ev
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text, end="")
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
+        write_atomic(args.output, text)
         print(f"written: {args.output}")
     return 0
 
