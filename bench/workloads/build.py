@@ -69,6 +69,15 @@ def autocast_for(case: Case) -> Callable[[], AbstractContextManager]:
     return lambda: torch.autocast(device_type=case.device, dtype=dtype)
 
 
+def seeded_model(case: Case, rng_seed: int = 0) -> torch.nn.Module:
+    """The case's model with the weights it starts from (the same for the same seed), on its
+    device and in its dtype; the correctness pass rebuilds them to check every case on the
+    weights it was built with, whatever its timed rounds did to them."""
+    torch.manual_seed(rng_seed)
+    model = models.get_spec(case.model).build(image_size=case.image_size)
+    return model.to(device=case.device, dtype=getattr(torch, case.dtype))
+
+
 def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor") -> Step:
     """Model, data, loss and optimizer on the case's device, and the callable for its phase."""
     check_supported(case)
@@ -89,8 +98,7 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
     hold_backend_settings(case)  # before building: cuDNN and inductor read them from the start
     spec = models.get_spec(case.model)
     dtype = getattr(torch, case.dtype)
-    torch.manual_seed(rng_seed)
-    model = spec.build(image_size=case.image_size).to(device=case.device, dtype=dtype)
+    model = seeded_model(case, rng_seed)
     inputs, target = spec.make_batch(case.batch_size, case.device, dtype, rng_seed=rng_seed,
                                      image_size=case.image_size)
     inputs = spec.prepare(inputs)  # the seed's view(B, -1), done once outside the timed region
