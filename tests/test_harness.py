@@ -14,6 +14,7 @@ from bench.passes import PASSES, register_pass, unregister_pass
 from bench.workloads.phases import PHASE_BUILDERS
 from bench.workloads.step import Step
 from bench.workloads.build import build_step
+from tests.helpers import FakeBenchmark
 
 
 def case(phase: str, model: str = "fashion_mlp", optimizer: str | None = "adam", **kw) -> Case:
@@ -169,23 +170,6 @@ def test_a_new_phase_is_one_builder_in_the_phase_table(monkeypatch):
     monkeypatch.undo()
     with pytest.raises(ValueError, match="unknown phase 'double_forward'; phases with a builder: forward"):
         build_step(case("double_forward", optimizer=None))
-
-
-class FakeBenchmark:
-    """pytest-benchmark's fixture, reduced to what measure uses: calls fn a few times."""
-
-    def __init__(self):
-        self.extra_info = {}
-        self.calls = []
-
-    def __call__(self, fn):
-        self.calls.append(fn)
-        durations = []
-        for _ in range(3):
-            start = time.perf_counter()
-            fn()
-            durations.append(time.perf_counter() - start)
-        self.stats = SimpleNamespace(stats=SimpleNamespace(median=sorted(durations)[1]))
 
 
 def test_measure_times_the_bare_step_then_runs_every_pass_and_a_registered_one():

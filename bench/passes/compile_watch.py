@@ -24,7 +24,9 @@ FIGURES = (
            "hit; cold otherwise", views=_T),
     Figure("graph_count", Kind.COUNT, "graphs", "compile", deterministic=True, views=_D),
     Figure("graph_break_count", Kind.COUNT, "graph breaks", "compile", deterministic=True, views=_D),
-    Figure("graph_breaks", Kind.TEXT, "break reasons", "compile", views=_D),
+    Figure("graph_breaks", Kind.TEXT, "break reasons", "compile",
+           "each graph break's reason and where: file:line, '(inside torch)' for torch's own code (then the "
+           "nearest caller outside it)", views=_D),
     Figure("recompiles", Kind.COUNT, "recompiles", "compile", deterministic=True, views=_D),
     Figure("recompile_reasons", Kind.TEXT, "recompile reasons", "compile", views=_D),
 )

@@ -331,7 +331,9 @@ def compile_section(df: pd.DataFrame) -> Section | None:
     shown = fmt.humanize(table)
     text = [get(c).label for c in table.columns if get(c) is not None and get(c).kind is Kind.TEXT]
     return Section("compile", "Compile behaviour", [
-        Note("compile: the first, compiling call; a warm compile cache (marked) makes it shorter than a cold compile."),
+        Note("compile: the first, compiling call; a warm compile cache (marked) makes it shorter than a cold compile. "
+             "Break reasons say where each graph break happened (file:line); \"inside torch\" is torch's own code, "
+             "such as torch.optim's Optimizer.step wrapper, which breaks every compiled optimizer step on purpose."),
         Table(shown, title="Compiled cases", numeric=[c for c in shown.columns if c != "case_id" and c not in text],
               badges=cache_badges(table, shown), folded=len(shown) > FOLD_ROWS)])
 
