@@ -222,8 +222,9 @@ def test_compiled_forward_matches_eager():
 
 
 @pytest.mark.parametrize(("frames_before", "cache_hits", "expected"),
-                         [(0, 0, "cold"), (2, 0, "warm"), (0, 1, "warm")])
-def test_compile_cache_is_warm_after_an_earlier_compile_or_a_cache_hit(frames_before, cache_hits, expected):
+                         [(0, 0, "cold"), (2, 0, "cold"), (0, 1, "warm")])
+def test_compile_cache_is_warm_after_a_cache_hit_only(frames_before, cache_hits, expected):
+    # An earlier compile of the process leaves nothing to reuse: every compiled case resets dynamo.
     from collections import Counter
 
     from bench.passes.compile_counters import CompileDelta, CompileSnapshot

@@ -35,7 +35,6 @@ class CompileSnapshot:
             breaks=self.breaks - earlier.breaks,
             guard_failures=reasons,
             cache_hits=self.cache_hits - earlier.cache_hits,
-            frames_before=earlier.frames,
             break_sites=list(dict.fromkeys(self.break_sites[len(earlier.break_sites):])),
         )
 
@@ -47,13 +46,13 @@ class CompileDelta:
     breaks: Counter
     guard_failures: list[str]
     cache_hits: int = 0
-    frames_before: int = 0  # frames this process compiled before the delta began
     break_sites: list[str] = field(default_factory=list)  # each break's reason and place, once
 
     @property
     def cache(self) -> str:
-        """"warm" when this compile could reuse earlier work (this process's, a cache's)."""
-        return "warm" if self.frames_before or self.cache_hits else "cold"
+        """"warm" when this compile hit a compile cache (FX graph, AOTAutograd); dynamo's own
+        in-memory work is reset before every compiled case."""
+        return "warm" if self.cache_hits else "cold"
 
     @property
     def break_reasons(self) -> list[str]:

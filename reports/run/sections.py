@@ -331,8 +331,12 @@ def compile_section(df: pd.DataFrame) -> Section | None:
     shown = fmt.humanize(table)
     text = [get(c).label for c in table.columns if get(c) is not None and get(c).kind is Kind.TEXT]
     return Section("compile", "Compile behaviour", [
-        Note("compile: the first, compiling call; a warm compile cache (marked) makes it shorter than a cold compile. "
-             "Break reasons say where each graph break happened (file:line); \"inside torch\" is torch's own code, "
+        Note("Cold compile: the first, compiling call, on the case's own empty compile cache (dynamo reset, "
+             "inductor's caches in a fresh folder): what a machine that never compiled the model pays. Warm compile: "
+             "the same compile again at once, dynamo reset and inductor's in-memory caches emptied, on the on-disk "
+             "cache the cold one filled: what a second run on this machine pays. A cold compile marked warm hit a "
+             "compile cache after all (runs from before the warm compile was measured mark the compiles that "
+             "followed an earlier one). Break reasons say where each graph break happened (file:line); \"inside torch\" is torch's own code, "
              "such as torch.optim's Optimizer.step wrapper, which breaks every compiled optimizer step on purpose."),
         Table(shown, title="Compiled cases", numeric=[c for c in shown.columns if c != "case_id" and c not in text],
               badges=cache_badges(table, shown), folded=len(shown) > FOLD_ROWS)])
