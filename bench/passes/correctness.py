@@ -269,12 +269,13 @@ def paths(w: Workload) -> tuple[Path, Path, Path]:
     target = w.target.double() if w.target.is_floating_point() else w.target
     stepping = w.case.phase in STEPPING_PHASES and w.optimizer is not None
     state = w.optimizer.state_dict() if stepping else {}
-    case = Path(w.run_model, w.model, w.criterion, w.inputs, w.target, w.autocast,
-                w.opt_step if stepping else None)
-    return case, Path(eager, eager, w.criterion, inputs, w.target, w.autocast,
-                      _reference_step(w, eager, state) if stepping else None), \
-        Path(exact, exact, copy.deepcopy(w.criterion), inputs.double(), target, nullcontext,
-             _reference_step(w, exact, state) if stepping else None)
+
+    def reference_step(model: torch.nn.Module) -> Callable[[], Any] | None:
+        return _reference_step(w, model, state) if stepping else None
+
+    return (Path(w.run_model, w.model, w.criterion, w.inputs, w.target, w.autocast, w.opt_step if stepping else None),
+            Path(eager, eager, w.criterion, inputs, w.target, w.autocast, reference_step(eager)),
+            Path(exact, exact, copy.deepcopy(w.criterion), inputs.double(), target, nullcontext, reference_step(exact)))
 
 
 def restore_built_weights(w: Workload) -> None:
