@@ -158,13 +158,26 @@ def report(session: nox.Session) -> None:
     run_with_exit_status(session, python, "-m", "reports", *session.posargs)
 
 
+def names_option(args: list[str], *options: str) -> bool:
+    """Whether the command line gives one of ``options`` (``--modes compile`` or ``--modes=compile``)."""
+    return any(arg == option or arg.startswith(option + "=") for arg in args for option in options)
+
+
+def profile_selection(args: list[str]) -> list[str]:
+    """The profile session's selection: what the user named, in eager mode unless they named the
+    modes or a preset. The default preset adds compiled train_step cases to its eager matrix for
+    bench's eager -> compile comparison; profiling them was not asked for and costs a compile each."""
+    return args if names_option(args, "--modes", "--preset") else ["--modes", "eager", *args]
+
+
 @nox.session
 def profile(session: nox.Session) -> None:
-    """Time, then profile the selected cases (options as for bench): traces and a summary per case."""
+    """Time, then profile the selected cases (options as for bench; eager unless --modes or --preset
+    says otherwise): traces and a summary per case."""
     python = install(session)
     # Short timing: this session is for the traces (nox -s bench -- --profile for full timing).
     run_measuring(session, python, "-m", "pytest", "bench", "--profile", "--benchmark-max-time=0.2",
-                  *session.posargs)
+                  *profile_selection(session.posargs))
 
 
 @nox.session

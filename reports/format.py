@@ -68,6 +68,11 @@ def scaled(values: Iterable[Any], units: list[tuple[str, float]]) -> tuple[str, 
     return unit, [number(float(v) / scale) if is_number(v) else MISSING for v in values]
 
 
+def number_range(low: float, high: float) -> str:
+    """``1.85–5.7``: two numbers of one unit, the lower first."""
+    return f"{number(low)}–{number(high)}"
+
+
 def with_unit(value: float, units: list[tuple[str, float]]) -> str:
     unit, (text,) = scaled([value], units)
     return f"{text} {unit}"

@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 # Short rounds: the tests check behaviour, not speed.
@@ -55,3 +57,20 @@ def run_bench(results_dir: Path, *args: str, timeout: float = 600, env: dict | N
 # adadelta/adamw within 1% of it); backward shows that the untimed setup is left out.
 PROFILED = ["--models", "fashion_mlp,lenet3x3", "--phases", "backward,train_step",
             "--optimizers", "adadelta", "--modes", "eager", "--profile"]
+
+
+class FakeBenchmark:
+    """pytest-benchmark's fixture, reduced to what measure uses: calls fn a few times."""
+
+    def __init__(self):
+        self.extra_info = {}
+        self.calls = []
+
+    def __call__(self, fn):
+        self.calls.append(fn)
+        durations = []
+        for _ in range(3):
+            start = time.perf_counter()
+            fn()
+            durations.append(time.perf_counter() - start)
+        self.stats = SimpleNamespace(stats=SimpleNamespace(median=sorted(durations)[1]))

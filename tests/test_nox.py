@@ -151,3 +151,20 @@ def test_sigterm_to_the_tensorboard_session_stops_the_server(profile_run):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("selection", "expected"), [
+    # Issue #25: the default preset's compiled block joined a selection that named no mode.
+    (["--models", "fashion_mlp", "--phases", "train_step", "--optimizers", "adam"],
+     ["train_step[fashion_mlp-adam-cpu-eager-b64]"]),
+    (["--models", "fashion_mlp", "--phases", "train_step", "--optimizers", "adam", "--modes", "eager,compile"],
+     ["train_step[fashion_mlp-adam-cpu-eager-b64]", "train_step[fashion_mlp-adam-cpu-compile-b64]"]),
+])
+def test_the_profile_session_profiles_the_cases_the_selection_names(tmp_path, selection, expected):
+    proc = subprocess.run(nox("-s", "profile", "--", *selection, "--collect-only", "-q", "-p", "no:cacheprovider",
+                              "--results-dir", str(tmp_path), no_venv=True),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    collected = [line.split("::", 1)[1] for line in proc.stdout.splitlines() if line.startswith("bench/bench_steps.py::")]
+    assert collected == expected, proc.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import functools
 import gzip
+import json
 import re
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import pandas as pd
 import pytest
 import torch
 
@@ -23,8 +25,8 @@ from bench.passes.profiling import FORWARD_LABEL, TIMED_LABEL, ProfileConfig, ca
 from bench.workloads.build import build_step
 from reports.__main__ import main as reports_main
 from reports.traces import case_trace, read_trace
-from reports.traces.breakdown import breakdown, timeline
-from reports.traces.diff import gate_traces, op_table, trace_diff
+from reports.traces.breakdown import breakdown, read_cases, timeline, wide
+from reports.traces.diff import case_diff, diff_markdown, gate_traces, op_table, trace_diff
 from reports.traces.events import Trace, self_times
 from reports.traces.profile import load_profile
 from tests.browser import is_blank, open_page
@@ -333,3 +335,59 @@ def test_a_real_cuda_trace_adds_kernel_idle_and_launch_overhead(tmp_path):
     spans = timeline(trace)
     assert spans["lane"].str.startswith("GPU").any()
     assert {"forward", "backward"} <= set(spans.loc[spans["lane"].str.startswith("GPU"), "phase"])
+
+
+# --- one step in the table and the picture; noise in the diff (issue #25) ---------------------
+
+
+def three_steps(forward_us: tuple[float, float, float], other_ops: float = 5.0) -> dict:
+    """Three timed steps on one thread, each: forward (an addmm inside), a gap, backward (an mm of
+    ``other_ops`` µs inside), a gap, optimizer, a gap. Step i's forward lasts ``forward_us[i]``."""
+    events, start = [], 0.0
+    for i, fwd in enumerate(forward_us):
+        backward = other_ops + 25  # the mm inside it, and 25 µs of its own
+        length = fwd + backward + 35
+        events += [span(f"ProfilerStep#{i}", start, length, cat="user_annotation"),
+                   span(TIMED_LABEL, start, length, cat="user_annotation"),
+                   span(FORWARD_LABEL, start, fwd, cat="user_annotation"),
+                   span("aten::addmm", start + 1, fwd - 2),
+                   span("autograd::engine::evaluate_function: AddmmBackward0", start + fwd + 10, backward),
+                   span("aten::mm", start + fwd + 11, other_ops),
+                   span("Optimizer.step#SGD.step", start + fwd + backward + 15, 10, cat="user_annotation")]
+        start += length + 5
+    return {"traceEvents": events}
+
+
+def test_the_breakdown_table_and_the_timeline_show_the_same_step(tmp_path):
+    # Compiled fashion_mlp: one of three profiled steps ran its forward 3x as long (5.7 ms against
+    # 2 ms); the table averaged all three (forward 59%), the timeline drew the median step (34%).
+    folder = tmp_path / "train_step.x-sgd-cpu-eager-b64"
+    folder.mkdir()
+    with gzip.open(folder / "host_1.pt.trace.json.gz", "wt", encoding="utf-8") as f:
+        json.dump(three_steps((40.0, 340.0, 42.0)), f)
+    (view,), errors = read_cases({"train_step[x-sgd-cpu-eager-b64]": folder})
+    assert errors == []
+    table = wide({view.case_id: view.breakdown}).iloc[0]
+    assert table["step_s"] == pytest.approx(view.step_s) == pytest.approx(107e-6)  # the median step: 42 + 65 µs
+    assert table["forward"] == pytest.approx(42 / 107)
+    drawn = view.spans.groupby("phase")["dur_s"].sum()  # the timeline's bars of that step
+    for phase in ("forward", "backward", "optimizer"):
+        assert table[phase] * view.step_s == pytest.approx(drawn[phase])
+    assert (view.fastest_s, view.slowest_s, view.steps) == (pytest.approx(105e-6), pytest.approx(405e-6), 3)
+
+
+def test_a_change_within_the_steps_spread_is_marked_noise_and_one_beyond_it_is_not():
+    base = Trace(three_steps((40.0, 60.0, 50.0)))  # forward's addmm: 38, 58, 48 µs a step
+    same_code = Trace(three_steps((45.0, 65.0, 55.0)))  # 5 µs more on average, inside a 20 µs spread
+    slower = Trace(three_steps((40.0, 60.0, 50.0), other_ops=25.0))  # mm: 5 -> 25 µs every step
+    noise = case_diff("c", base, same_code).set_index("name")
+    assert noise.loc["aten::addmm", "self_change_s"] == pytest.approx(5e-6)
+    assert noise.loc["aten::addmm", "noise_s"] == pytest.approx(20e-6) and noise.loc["aten::addmm", "within_noise"]
+    real = case_diff("c", base, slower)
+    assert real.iloc[0]["name"] == "aten::mm" and not real.iloc[0]["within_noise"]  # beyond the noise: first
+    assert real.set_index("name").loc["aten::mm", "self_change_s"] == pytest.approx(20e-6)
+    text = "\n".join(diff_markdown(pd.concat([case_diff("same", base, same_code), case_diff("slower", base, slower)])))
+    same_part, slower_part = text.split("### `slower`")
+    assert "No operator's self time changed beyond the run-to-run spread of the profiled steps" in same_part
+    assert "within ±20" in same_part and "beyond ±" not in same_part
+    assert "1 operator changed self time beyond the spread" in slower_part and "beyond ±0" in slower_part

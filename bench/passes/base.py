@@ -21,10 +21,11 @@ class Timing:
     """What the timed part of a measurement produced, for the passes after it."""
 
     median_s: float
-    first_call_s: float  # the first call, setup included (for compile mode: the cold compile)
+    first_call_s: float  # the first call, setup included (compile mode: the cold compile, private empty cache)
     compile_first: CompileDelta  # what the first call compiled
-    compile_later: CompileDelta  # frames compiled after it, up to the end of the timed rounds
+    compile_later: CompileDelta  # frames compiled after it (but the warm compile), up to the end of the timed rounds
     compile_backend: str
+    compile_warm_s: float | None = None  # compile mode: the same compile again, on the cache the first filled
 
 
 class Pass(Protocol):

@@ -40,6 +40,7 @@ from bench.runners.distributed import usable_cores
 from bench.schema.case import Case
 from bench.schema.status import CaseFailure, NonFiniteLoss, Status, UnsupportedCase, classify, clip_error
 import models
+from bench.workloads.backend import compile_cache_for
 from bench.workloads.build import build_step, make_scheduler
 from bench.workloads.optimizers import make_optimizer
 from bench.workloads.phases import PHASE_BUILDERS
@@ -158,9 +159,7 @@ def measure(case: Case, spec: dict[str, Any], rank: int, local_rank: int) -> dic
     device, backend = case.device, spec["compile_backend"]
     step = build_distributed_step(case, rank, local_rank, backend)
     grad_numel = sum(p.numel() for p in step.workload.model.parameters())
-    before = compile_counters.snapshot()
-    first_s = inprocess.first_call(step)
-    after_first = compile_counters.snapshot()
+    first = inprocess.first_calls(step)
     per_call_s = inprocess.warm_up(step)
     if agreed(float(step.is_finite()), dist.ReduceOp.MIN, device) < 1:
         raise NonFiniteLoss("the loss is not finite after warm-up on at least one rank")
@@ -173,14 +172,14 @@ def measure(case: Case, spec: dict[str, Any], rank: int, local_rank: int) -> dic
     end = compile_counters.snapshot()
     status, reason = inprocess.verdict(step, end.since(after_warm_up))
     mine = dict(rank=rank, host=socket.gethostname(), node=spec["node_rank"], times=times,
-                threads=torch.get_num_threads(), cores=usable_cores(), first_call_s=first_s,
+                threads=torch.get_num_threads(), cores=usable_cores(), first_call_s=first.first_s,
                 status=status.value, invalid_reason=reason,
                 allreduce=allreduce_times(grad_numel, getattr(torch, case.dtype), device))
     sync = in_sync(step, device)
     if rank == 0:
-        timing = Timing(median_s=statistics.median(times), first_call_s=first_s,
-                        compile_first=after_first.since(before), compile_later=end.since(after_first),
-                        compile_backend=backend)
+        timing = Timing(median_s=statistics.median(times), first_call_s=first.first_s,
+                        compile_first=first.compiled, compile_later=end.since(first.after),
+                        compile_backend=backend, compile_warm_s=first.warm_s)
         chosen = [p for p in PASSES if p.name in ROW_PASSES]
         mine["figures"] = dict(run_passes(step, timing, chosen), ranks_in_sync=sync)
     return mine
@@ -209,7 +208,8 @@ def main(argv: list[str]) -> int:
     files = Path(spec["folder"])
     (files / f"{spec['name']}.rank{rank}.started").touch()
     try:
-        mine = measure(case, spec, rank, local_rank)
+        with compile_cache_for(case, spec["compile_backend"]):  # each rank compiles cold, on its own empty cache
+            mine = measure(case, spec, rank, local_rank)
         everyone = [None] * dist.get_world_size()
         dist.all_gather_object(everyone, mine)
         if rank == 0:

@@ -20,7 +20,8 @@ from bench.passes import compile_counters, passes, run_passes
 from bench.passes.base import Pass, Timing
 from bench.schema.case import Case
 from bench.schema.status import NonFiniteLoss, Status
-from bench.workloads.build import build_step
+from bench.workloads.backend import clear_compiler_memory, compile_cache_for
+from bench.workloads.build import build_step, check_supported
 from bench.workloads.step import Step, synchronize
 
 WARMUP_CALLS = 3  # after the first (compiling) call, before calibration
@@ -69,18 +70,41 @@ def pedantic_rounds(per_call_s: float, max_time: float, min_rounds: int) -> int:
     return max(min_rounds, min(100_000, math.ceil(max_time / max(per_call_s, 1e-9))))
 
 
+@dataclass(frozen=True)
+class FirstCalls:
+    """The first call of a case and, in compile mode, the same compile again."""
+
+    first_s: float  # compile mode: the cold compile (the case's private, empty cache)
+    compiled: compile_counters.CompileDelta  # what the first call compiled
+    warm_s: float | None  # compile mode: the compile again, on the on-disk cache the first filled
+    after: compile_counters.CompileSnapshot  # the counters once both are done
+
+
+def first_calls(step: Step) -> FirstCalls:
+    """The first (compiling) call; in compile mode then the same compile again as a second process
+    on this machine would pay it: dynamo reset and inductor's in-memory caches emptied, its on-disk
+    cache as the first call left it. Both run the step once, setup included."""
+    before = compile_counters.snapshot()
+    first_s = first_call(step)
+    after_first = compile_counters.snapshot()
+    if step.case.mode != "compile":
+        return FirstCalls(first_s, after_first.since(before), None, after_first)
+    torch.compiler.reset()
+    clear_compiler_memory()
+    warm_s = first_call(step)
+    return FirstCalls(first_s, after_first.since(before), warm_s, compile_counters.snapshot())
+
+
 def time_step(benchmark: Any, step: Step, *, max_time: float, min_rounds: int,
               compile_backend: str) -> tuple[Timing, compile_counters.CompileDelta]:
-    """First (compiling) call -> warm-up -> finiteness check -> pytest-benchmark's timed rounds.
+    """First (compiling) call(s) -> warm-up -> finiteness check -> pytest-benchmark's timed rounds.
 
     Returns the timing and what was compiled during the timed rounds (a recompile there
     invalidates the case).
     """
-    before = compile_counters.snapshot()
-    first_s = first_call(step)
-    after_first = compile_counters.snapshot()
+    first = first_calls(step)
     # A loop (an epoch per call) was warmed up by its first call; a step gets warm-up calls.
-    per_call_s = first_s if step.is_loop else warm_up(step)
+    per_call_s = first.first_s if step.is_loop else warm_up(step)
     if not step.is_finite():
         raise NonFiniteLoss(f"{'output' if step.case.phase == 'forward' else 'loss'} is not finite after warm-up")
     after_warm_up = compile_counters.snapshot()
@@ -93,9 +117,9 @@ def time_step(benchmark: Any, step: Step, *, max_time: float, min_rounds: int,
         rounds = pedantic_rounds(per_call_s, max_time, min_rounds)
         benchmark.pedantic(step.fn, setup=step.setup, rounds=rounds, iterations=1)
     end = compile_counters.snapshot()
-    timing = Timing(median_s=benchmark.stats.stats.median, first_call_s=first_s,
-                    compile_first=after_first.since(before), compile_later=end.since(after_first),
-                    compile_backend=compile_backend)
+    timing = Timing(median_s=benchmark.stats.stats.median, first_call_s=first.first_s,
+                    compile_first=first.compiled, compile_later=end.since(first.after),
+                    compile_backend=compile_backend, compile_warm_s=first.warm_s)
     return timing, end.since(after_warm_up)
 
 
@@ -124,14 +148,16 @@ def measure(benchmark: Any, case: Case, *, max_time: float, min_rounds: int,
 
     Failures raise (see ``bench.schema.status``) and become result rows.
     """
-    step = build_step(case, compile_backend=compile_backend)
-    # The case fields before timing starts: an entry cut short (Ctrl-C) still names its case.
-    benchmark.extra_info.update(case.as_dict(), case_id=case.id)
-    timing, timed = time_step(benchmark, step, max_time=max_time, min_rounds=min_rounds,
-                              compile_backend=compile_backend)
-    status, reason = verdict(step, timed)
-    benchmark.extra_info.update(status=status.value, invalid_reason=reason)
-    benchmark.extra_info.update(run_passes(step, timing, passes(extra_passes)))
+    check_supported(case)  # a case that cannot run here skips before any compiler starts
+    with compile_cache_for(case, compile_backend):  # a compiled case compiles cold, on its own empty cache
+        step = build_step(case, compile_backend=compile_backend)
+        # The case fields before timing starts: an entry cut short (Ctrl-C) still names its case.
+        benchmark.extra_info.update(case.as_dict(), case_id=case.id)
+        timing, timed = time_step(benchmark, step, max_time=max_time, min_rounds=min_rounds,
+                                  compile_backend=compile_backend)
+        status, reason = verdict(step, timed)
+        benchmark.extra_info.update(status=status.value, invalid_reason=reason)
+        benchmark.extra_info.update(run_passes(step, timing, passes(extra_passes)))
     return step
 
 

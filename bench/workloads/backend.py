@@ -1,10 +1,14 @@
 """A CUDA case's backend settings (TensorFloat-32, cuDNN's autotuner), put in effect for the
-step built last and restored afterwards."""
+step built last and restored afterwards; and a compiled case's own, empty compile cache."""
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
-from typing import Callable, Iterator
+import os
+import shutil
+import tempfile
+from contextlib import ExitStack, contextmanager, nullcontext
+from pathlib import Path
+from typing import Callable, ContextManager, Iterator
 
 import torch
 
@@ -71,3 +75,66 @@ def hold_backend_settings(case: Case) -> None:
 def release_backend_settings() -> None:
     """Restore the process-wide values the last built step changed (nothing when none did)."""
     _HELD.close()
+
+
+# Where inductor keeps its on-disk caches (FX graphs, AOTAutograd entries, compiled kernels) and
+# where triton keeps its kernels (CUDA); both are read whenever a compile looks for an entry.
+CACHE_VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+
+
+def clear_compiler_memory() -> None:
+    """Empty inductor's in-memory caches (loaded kernels and modules by key), as a new process has
+    them; dynamo's own are ``torch.compiler.reset()``'s."""
+    from torch._inductor import utils
+
+    clear = getattr(utils, "clear_caches", None) or getattr(utils, "clear_inductor_caches", None)  # torch < 2.8
+    if clear is not None:
+        clear()
+
+
+@contextmanager
+def private_compile_cache() -> Iterator[Path]:
+    """A compile cache of this block's own, empty at the start: inductor's and triton's on-disk
+    caches in a fresh temporary folder, inductor's in-memory caches emptied on entry and on exit.
+    A compile inside pays what it pays on a machine that never compiled the model; the folder is
+    removed and the variables restored on exit."""
+    folder = Path(tempfile.mkdtemp(prefix="blitzbench-compile-cache-"))
+    saved = {name: os.environ.get(name) for name in CACHE_VARIABLES}
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    os.environ["TRITON_CACHE_DIR"] = str(folder / "triton")
+    clear_compiler_memory()
+    try:
+        yield folder
+    finally:
+        clear_compiler_memory()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_STARTED: set[tuple[str, str]] = set()  # (backend, device) whose compiler this process started
+
+
+def start_compiler(backend: str, device: str) -> None:
+    """Compile a trivial function once per process, backend and device, on a cache of its own:
+    the compiler's start-up (importing inductor, checking the C++ toolchain; triton on CUDA), about
+    10 s on a 2-core CPU, then lands in no case's cold compile, which stays the same wherever the
+    case runs in the selection."""
+    if (backend, device) in _STARTED:
+        return
+    with private_compile_cache():
+        torch.compile(lambda x: torch.relu(x) + 1, backend=backend)(torch.ones(8, device=device))
+    torch.compiler.reset()
+    _STARTED.add((backend, device))
+
+
+def compile_cache_for(case: Case, backend: str) -> ContextManager[object]:
+    """For a compiled case, its private compile cache (``private_compile_cache``), the compiler
+    started first (``start_compiler``); nothing for others."""
+    if case.mode != "compile":
+        return nullcontext()
+    start_compiler(backend, case.device)
+    return private_compile_cache()

@@ -71,6 +71,15 @@ def autocast_for(case: Case) -> Callable[[], AbstractContextManager]:
     return lambda: torch.autocast(device_type=case.device, dtype=dtype)
 
 
+def seeded_model(case: Case, rng_seed: int = 0) -> torch.nn.Module:
+    """The case's model with the weights it starts from (the same for the same seed), on its
+    device and in its dtype; the correctness pass rebuilds them to check every case on the
+    weights it was built with, whatever its timed rounds did to them."""
+    torch.manual_seed(rng_seed)
+    model = models.get_spec(case.model).build(image_size=case.image_size)
+    return model.to(device=case.device, dtype=getattr(torch, case.dtype))
+
+
 def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor") -> Step:
     """Model, data, loss and optimizer on the case's device, and the callable for its phase."""
     started = time.perf_counter()
@@ -92,8 +101,7 @@ def build_step(case: Case, rng_seed: int = 0, compile_backend: str = "inductor")
     hold_backend_settings(case)  # before building: cuDNN and inductor read them from the start
     spec = models.get_spec(case.model)
     dtype = getattr(torch, case.dtype)
-    torch.manual_seed(rng_seed)
-    model = spec.build(image_size=case.image_size).to(device=case.device, dtype=dtype)
+    model = seeded_model(case, rng_seed)
     micro = [make_batch(spec, case, dtype, rng_seed + i) for i in range(micro_batches(case))]
     if case.memory_format == "channels_last":
         model = model.to(memory_format=torch.channels_last)

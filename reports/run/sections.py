@@ -360,7 +360,13 @@ def compile_section(df: pd.DataFrame) -> Section | None:
     shown = fmt.humanize(table)
     text = [get(c).label for c in table.columns if get(c) is not None and get(c).kind is Kind.TEXT]
     return Section("compile", "Compile behaviour", [
-        Note("compile: the first, compiling call; a warm compile cache (marked) makes it shorter than a cold compile."),
+        Note("Cold compile: the first, compiling call, on the case's own empty compile cache (dynamo reset, "
+             "inductor's caches in a fresh folder): what a machine that never compiled the model pays. Warm compile: "
+             "the same compile again at once, dynamo reset and inductor's in-memory caches emptied, on the on-disk "
+             "cache the cold one filled: what a second run on this machine pays. A cold compile marked warm hit a "
+             "compile cache after all (runs from before the warm compile was measured mark the compiles that "
+             "followed an earlier one). Break reasons say where each graph break happened (file:line); \"inside torch\" is torch's own code, "
+             "such as torch.optim's Optimizer.step wrapper, which breaks every compiled optimizer step on purpose."),
         Table(shown, title="Compiled cases", numeric=[c for c in shown.columns if c != "case_id" and c not in text],
               badges=cache_badges(table, shown), folded=len(shown) > FOLD_ROWS)])
 
@@ -403,7 +409,8 @@ def profiles_section(profile: pd.DataFrame, run_dir: Path | None, top: int = 5) 
 
 
 BREAKDOWN_NOTE = (
-    "Where a step goes, as shares of the timed step: each moment belongs to the phase whose span covers it "
+    "Where a step goes: the profiled step of median length, the one its timeline draws (fastest and slowest "
+    "profiled steps beside it), as shares of that step: each moment belongs to the phase whose span covers it "
     "(forward: the model's call and the loss; backward: autograd's engine; optimizer: zero_grad and step; "
     "data loading: the DataLoader's next batch), else to other (Python between the parts, the gradient's "
     "seed, a compiled optimizer step, which the trace does not name). The host shares sum to 100%. On a "
@@ -424,7 +431,10 @@ def step_blocks(profile: pd.DataFrame, run_dir: Path) -> list[Any]:
         return blocks
     table = step_breakdown.wide({v.case_id: v.breakdown for v in views})
     unit, step_times = fmt.scaled(table["step_s"], fmt.TIME_UNITS)
-    view = pd.DataFrame({"case": table["case_id"], f"step ({unit})": step_times})
+    _, scale = fmt.time_unit(table["step_s"])
+    view = pd.DataFrame({"case": table["case_id"], f"step ({unit})": step_times,
+                         f"fastest–slowest ({unit})": [fmt.number_range(v.fastest_s / scale, v.slowest_s / scale)
+                                                       for v in views]})
     for part in step_breakdown.PARTS:
         if part in table:
             view[PART_NAMES.get(part, part)] = [fmt.percent(v) for v in table[part]]
@@ -435,8 +445,9 @@ def step_blocks(profile: pd.DataFrame, run_dir: Path) -> list[Any]:
         Table(view, title="Where a step goes", numeric=list(view.columns[1:]), folded=len(view) > FOLD_ROWS),
         Charts(charts, title=f"Timelines: one step of each case ({fmt.count(len(charts), 'chart')})",
                folded=len(charts) > TIMELINE_FOLD,
-               note="Top-level spans of one step, a lane per thread and GPU stream, coloured by phase; a GPU "
-                    "kernel takes the phase of the call that launched it.")]
+               note="Top-level spans of the step the table shows, a lane per thread and GPU stream, coloured by "
+                    "phase; a GPU kernel takes the phase of the call that launched it. A gap between spans is time "
+                    "in no span (Python between the parts), which the table counts as other.")]
 
 
 PART_NAMES = {"kernel": "GPU kernel", "idle": "GPU idle"}

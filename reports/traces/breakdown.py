@@ -8,14 +8,17 @@ the host shares of a step sum to 1. On a GPU, the device step runs from the step
 to the end of the last kernel its launches started: kernel is the time some kernel, copy or
 memset runs on the device (any stream), idle the rest (the two sum to 1); launch overhead is
 the share of the host step spent in launch calls (``cudaLaunchKernel`` and kin), which
-overlaps the host parts. Shares are of all profiled steps together (time-weighted).
+overlaps the host parts. Shares are of the steps asked for together (time-weighted); the
+report asks for the step of median length, the one its timeline draws, so the table and the
+picture show the same step (with three profiled steps one slow step, a stall or a page fault,
+would otherwise make the table's shares a different step's than the picture's).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,20 +33,21 @@ BREAKDOWN_COLUMNS = ["part", "lane", "seconds_per_step", "share"]
 SPAN_COLUMNS = ["lane", "name", "phase", "start_s", "dur_s"]
 
 
-def breakdown(trace: Mapping[str, Any] | ev.Trace) -> pd.DataFrame:
-    """One row per part: ``part``, ``lane`` (host or device), seconds per step and share.
+def breakdown(trace: Mapping[str, Any] | ev.Trace, steps: Sequence[int] | None = None) -> pd.DataFrame:
+    """One row per part: ``part``, ``lane`` (host or device), seconds per step and share, of
+    the ``steps`` given (their indices; default every profiled step).
 
     Data loading is a row only when the step loads data; the device parts only when the trace
     has device activity or launch calls. An empty frame when the trace has no step.
     """
     t = trace if isinstance(trace, ev.Trace) else ev.Trace(trace)
-    steps = len(t.windows)
-    if not steps:
+    chosen = list(range(len(t.windows)) if steps is None else steps)
+    if not chosen:
         return pd.DataFrame(columns=BREAKDOWN_COLUMNS)
     host_us = dict.fromkeys(HOST_PARTS, 0.0)
     device_us = dict.fromkeys(DEVICE_PARTS, 0.0)
     host_total = device_total = 0.0
-    for step in range(steps):
+    for step in chosen:
         start, end = t.host_window(step)
         owner = ev.phase_owners(t.in_step(t.host, step), start, end)
         for code, part in enumerate(ev.PHASES):
@@ -58,13 +62,13 @@ def breakdown(trace: Mapping[str, Any] | ev.Trace) -> pd.DataFrame:
             device_total += d_end - d_start
             launches = t.in_step(t.host, step)
             device_us["launch overhead"] += ev.busy(launches[ev.is_launch(launches)], start, end)
-    loads_data = bool(ev.phase_of(t.host.loc[t.host["step"] >= 0, "name"]).eq("data loading").any())
+    loads_data = bool(ev.phase_of(t.host.loc[t.host["step"].isin(chosen), "name"]).eq("data loading").any())
     rows = [(part, "host", us, host_total) for part, us in host_us.items() if part != "data loading" or loads_data]
     if t.has_device:
         rows += [("kernel", "device", device_us["kernel"], device_total),
                  ("idle", "device", device_us["idle"], device_total),
                  ("launch overhead", "device", device_us["launch overhead"], host_total)]
-    return pd.DataFrame([(part, lane, us * 1e-6 / steps, us / total if total > 0 else np.nan)
+    return pd.DataFrame([(part, lane, us * 1e-6 / len(chosen), us / total if total > 0 else np.nan)
                          for part, lane, us, total in rows], columns=BREAKDOWN_COLUMNS)
 
 
@@ -146,14 +150,17 @@ def _host_lane(key: tuple[Any, Any], main: tuple[Any, Any] | None, names: Mappin
 
 @dataclass
 class CaseView:
-    """What the report shows of one case's trace: its breakdown and one step's timeline."""
+    """What the report shows of one case's trace: one step, the one of median length, as its
+    breakdown and its timeline; and how long the fastest and slowest profiled steps took."""
 
     case_id: str
     trace_file: Path
     breakdown: pd.DataFrame
     spans: pd.DataFrame
-    step_s: float  # the length of the step the timeline shows
+    step_s: float  # the length of the step the breakdown and the timeline show
     steps: int
+    fastest_s: float
+    slowest_s: float
 
 
 def read_cases(folders: Mapping[str, Path]) -> tuple[list[CaseView], list[str]]:
@@ -172,5 +179,7 @@ def read_cases(folders: Mapping[str, Path]) -> tuple[list[CaseView], list[str]]:
             continue
         step = median_step(t)
         start, end = t.host_window(step)
-        views.append(CaseView(case_id, path, breakdown(t), timeline(t, step), (end - start) * 1e-6, len(t.windows)))
+        lengths = (t.windows["end_us"] - t.windows["start_us"]) * 1e-6
+        views.append(CaseView(case_id, path, breakdown(t, [step]), timeline(t, step), (end - start) * 1e-6,
+                              len(t.windows), float(lengths.min()), float(lengths.max())))
     return views, errors
