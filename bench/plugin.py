@@ -263,6 +263,19 @@ def record_figures(run_dir: Path) -> None:
     write_atomic(run_dir / FIGURES_FILE, json.dumps(declared, indent=1))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_benchmark_generate_json(config: pytest.Config, benchmarks: list, include_data: bool,
+                                   machine_info: dict, commit_info: dict):
+    """A case cut short by Ctrl-C before its first timed round (building, warming up, pytest-
+    benchmark's calibration) has statistics with no data: pytest-benchmark would fail on them
+    (``min()`` of nothing) and write no benchmark.json at all. Marked as errors, they are left
+    out; their rows in cases.jsonl say what happened."""
+    for bench in benchmarks:
+        if "status" not in (bench.extra_info or {}) or not bench.stats.data:
+            bench.fixture.has_error = True
+    return (yield)
+
+
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
     env = config.stash.get(_ENV, None)
     if env is not None:

@@ -6,6 +6,7 @@ selection. Nothing here is registered in normal runs.
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -38,14 +39,27 @@ class Recompiling(nn.Module):
 
 
 class Sleepy(nn.Module):
-    """0.3 s a call: a case still running when a test presses Ctrl-C."""
+    """0.3 s a call: a case still running when a test presses Ctrl-C. With
+    ``BLITZBENCH_SLEEPY_LOG=FILE`` each call appends ``call N`` to FILE first (a test waits for
+    the line instead of guessing a time), and with ``BLITZBENCH_SLEEPY_BLOCK=N`` call N blocks
+    until the process is interrupted: the first call (1), warm-up (2-4), pytest-benchmark's
+    calibration (5) or its timed rounds (later)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.lin = nn.Linear(784, 10)
+        self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        time.sleep(0.3)
+        if x.is_meta:  # the run's check of what the model returns (shapes only): not a call of the case
+            return torch.log_softmax(self.lin(x), dim=1)
+        self.calls += 1
+        log = os.environ.get("BLITZBENCH_SLEEPY_LOG")
+        if log:
+            with open(log, "a", encoding="utf-8") as fh:
+                fh.write(f"call {self.calls}\n")
+        block = os.environ.get("BLITZBENCH_SLEEPY_BLOCK")
+        time.sleep(600 if block and self.calls == int(block) else 0.3)
         return torch.log_softmax(self.lin(x), dim=1)
 
 

@@ -36,13 +36,20 @@ def run_gate(*args) -> subprocess.CompletedProcess:
                               capture_output=True, text=True, env=env)
 
 
+# One thread each: with 2 OpenMP threads on 2 busy cores every parallel region waits for a
+# preempted worker, and a tiny case's time becomes its operator count times the scheduler's
+# latency, which a plant of more rows (no more operators) barely moves (measured under load:
+# 64 rows 59-120 ms, 2,624 rows 148-302 ms). With one thread the rows are the time again.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def planted_run(tmp_path, plant: str):
-    return run_bench(tmp_path, "-p", "tests.plant_plugin", *SELECTION, env={"BLITZBENCH_PLANT": plant})
+    return run_bench(tmp_path, "-p", "tests.plant_plugin", *SELECTION, env={"BLITZBENCH_PLANT": plant, **ONE_THREAD})
 
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
-    run = run_bench(tmp_path_factory.mktemp("base"), *SELECTION)
+    run = run_bench(tmp_path_factory.mktemp("base"), *SELECTION, env=ONE_THREAD)
     assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr
     return run.run_dir
 
@@ -105,6 +112,10 @@ def test_planted_slowdown_is_flagged_for_exactly_its_cases(baseline, tmp_path):
     for row in verdict["timing"]:
         if row["case_id"] in planted:
             assert row["ratio"] > 2 and row["ratio_low"] > 1 and row["p_value"] < 0.05
+    # The plant's size itself, which no load changes: forty times the rows, forty times the FLOPs.
+    flops = {row["case_id"]: row["current"] / row["baseline"] for row in verdict["deterministic"]
+             if row["figure"] == "flops"}
+    assert flops["forward[fashion_mlp-cpu-eager-b64]"] == pytest.approx(40.0)
     text = (out / "gate.md").read_text()
     assert text.index("### Regressions") < text.index("unchanged cases")
     assert "forward[fashion_mlp-cpu-eager-b64]" in text.split("### Regressions")[1].split("###")[0]

@@ -143,17 +143,21 @@ def plugin_env(tmp_path):
     return {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
 
 
-def test_resnet18_at_a_tiny_size_with_bf16_autocast_and_channels_last(tmp_path):
-    run = run_bench(tmp_path / "r", "--models", "resnet18", "--image-sizes", "16", "--batch-sizes", "2",
+def test_resnet18_at_a_small_size_with_bf16_autocast_and_channels_last(tmp_path):
+    # Batch 8 at 32 px: at 16 px batch 2 layer3 and layer4 are 1x1 and train-mode batch norm
+    # normalises 2 values per channel; gradients reach 1e6 and the weights 1e4 within four SGD
+    # steps, so whether the loss stays finite depended on rounding order (threads, kernels): the
+    # issue's 'non_finite' under load. Here the weights stay near 1 and every thread count agrees.
+    run = run_bench(tmp_path / "r", "--models", "resnet18", "--image-sizes", "32", "--batch-sizes", "8",
                     "--phases", "forward,train_step", "--optimizers", "sgd", "--modes", "eager",
                     "--amp", "bfloat16,float16", "--memory-formats", "channels_last")
     got = rows(run)
-    ok = got["train_step[resnet18-sgd-cpu-eager-b2-s16-amp_bfloat16-channels_last]"]
+    ok = got["train_step[resnet18-sgd-cpu-eager-b8-s32-amp_bfloat16-channels_last]"]
     assert ok["status"] == "ok", ok
-    # bf16 autocast on BatchNorm in train mode at batch 2 is ill-conditioned: the check bounds
-    # the error by eager's own and the cosine fallback (bench/passes/correctness.py), not by a fixed number.
+    # bf16 autocast against float64: the check bounds the error by eager's own and the cosine
+    # fallback (bench/passes/correctness.py), not by a fixed number.
     assert ok["correct"] is True and math.isfinite(ok["max_rel_error"]) and ok["max_abs_error"] >= 0
-    fp16 = got["forward[resnet18-cpu-eager-b2-s16-amp_float16-channels_last]"]
+    fp16 = got["forward[resnet18-cpu-eager-b8-s32-amp_float16-channels_last]"]
     assert fp16["status"] == "skipped" and "CUDA only" in fp16["error"]
 
 

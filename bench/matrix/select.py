@@ -117,19 +117,18 @@ def _clip_value(text: str, flag: str) -> float | None:
 
 
 def _model_name(name: str) -> str:
-    """A registered model, or one made by name (``hf:gpt2``); else the closest names."""
+    """A registered model, or one made by name (``hf:gpt2``); else the closest names. A seed
+    model is found without listing the lazy families (torchvision's import: seconds)."""
     import difflib
 
     import models
 
-    known = models.list_models()
-    if name in known:
-        return name
     try:
-        models.get_spec(name)  # made by name (hf:...), or a ValueError saying why not
+        models.get_spec(name)  # registered, or made by name (hf:...); else a ValueError saying why not
     except ValueError as exc:
         if ":" in name:
             raise SelectionError(f"invalid value {name!r} for --models: {exc}") from None
+        known = models.list_models()
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; closest: {', '.join(close)}" if close else ""
         raise SelectionError(f"unknown value {name!r} for --models; valid choices: {', '.join(known)}, "
