@@ -20,6 +20,7 @@ from tests.helpers import NO_TORCH, ROOT, bench_cmd, run_bench
 ONE_CASE = ["--models", "fashion_mlp", "--phases", "forward", "--modes", "eager"]
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_json_that_loads_into_the_expected_rows(smoke_run):
     run_dir = smoke_run.run_dir
     raw = json.loads((run_dir / "benchmark.json").read_text())
@@ -44,6 +45,7 @@ def test_smoke_run_writes_json_that_loads_into_the_expected_rows(smoke_run):
     assert lines["median_s"].to_dict() == df.set_index("case_id").sort_index()["median_s"].to_dict()
 
 
+@pytest.mark.slow
 def test_smoke_run_report_names_every_case(smoke_run):
     report = (smoke_run.run_dir / "report.md").read_text()
     for case in matrix.select("smoke"):
@@ -131,6 +133,7 @@ def _history_rows(results) -> int:
     (["--devices", "cuda"], "no case was measured: 1 skipped: CUDA is not available on this machine"),
     (["--benchmark-skip"], "no case was measured: --benchmark-skip skips every benchmark"),
 ], ids=["cuda-without-gpu", "benchmark-skip"])
+@pytest.mark.slow
 def test_a_run_that_measures_nothing_exits_1_and_appends_nothing(tmp_path, args, why):
     if args[0] == "--devices" and torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA")
@@ -143,6 +146,7 @@ def test_a_run_that_measures_nothing_exits_1_and_appends_nothing(tmp_path, args,
     assert (run.run_dir / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_benchmark_disable_is_a_dry_run(tmp_path):
     run = run_bench(tmp_path, *ONE_CASE, "--benchmark-disable")
     assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr
@@ -150,6 +154,7 @@ def test_benchmark_disable_is_a_dry_run(tmp_path):
     assert not any(tmp_path.iterdir()), "a dry run writes nothing"
 
 
+@pytest.mark.slow
 def test_the_output_ends_with_the_blitzbench_section_and_a_narrow_table(smoke_run):
     lines = smoke_run.proc.stdout.rstrip().splitlines()
     section = max(i for i, line in enumerate(lines) if line.strip("- ") == "blitzbench")
@@ -162,6 +167,7 @@ def test_the_output_ends_with_the_blitzbench_section_and_a_narrow_table(smoke_ru
     assert max(map(len, lines[:section])) <= 120
 
 
+@pytest.mark.slow
 def test_environment_records_the_kind_of_run_and_its_timing_settings(smoke_run):
     env = json.loads((smoke_run.run_dir / "environment.json").read_text())
     assert (env["run_kind"], env["benchmark_max_time"], env["benchmark_min_rounds"], env["profiled"]) == \
@@ -169,6 +175,7 @@ def test_environment_records_the_kind_of_run_and_its_timing_settings(smoke_run):
     assert json.loads((smoke_run.run_dir / "benchmark.json").read_text())["blitzbench_environment"]["run_kind"] == "bench"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a GPU")
 def test_cuda_cases_skip_cleanly_without_a_gpu(tmp_path):
     run = run_bench(tmp_path, "--models", "lenet", "--phases", "forward,train_step",

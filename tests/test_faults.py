@@ -54,6 +54,7 @@ def test_failures_become_rows_and_the_matrix_goes_on(tmp_path):
     assert "| non_finite" in report and "| unsupported" in report and "| oom" in report
 
 
+@pytest.mark.slow
 def test_compile_error_is_a_row_and_eager_still_runs(tmp_path):
     run = run_bench(tmp_path, *PLUGIN, "--models", "fashion_mlp", "--phases", "forward",
                     "--modes", "eager,compile", "--compile-backend", "broken")
@@ -63,6 +64,7 @@ def test_compile_error_is_a_row_and_eager_still_runs(tmp_path):
     assert "refuses to compile" in error
 
 
+@pytest.mark.slow
 def test_recompile_in_the_timed_rounds_invalidates_the_case(tmp_path):
     run = run_bench(tmp_path, *PLUGIN, "--models", "recompiling_mlp,graph_break_mlp",
                     "--phases", "forward", "--modes", "compile", "--compile-backend", "eager")
@@ -81,6 +83,7 @@ def test_recompile_in_the_timed_rounds_invalidates_the_case(tmp_path):
     assert "forward[recompiling_mlp" not in report.split("## Compile behaviour")[0]  # no timing shown
 
 
+@pytest.mark.slow
 def test_isolate_runs_each_case_in_its_own_process(tmp_path):
     run = run_bench(tmp_path, "--preset", "smoke", "--models", "fashion_mlp",
                     "--phases", "forward,optimizer_step", "--isolate")

@@ -30,6 +30,7 @@ def trace_of(run_dir, case_id):
     return read_trace(files[0])
 
 
+@pytest.mark.slow
 def test_each_case_gets_a_gzipped_chrome_trace_with_its_operators(profile_run):
     run_dir = profile_run.run_dir
     df = load(run_dir)
@@ -42,6 +43,7 @@ def test_each_case_gets_a_gzipped_chrome_trace_with_its_operators(profile_run):
     assert "aten::conv2d" in lenet and "aten::linear" in lenet
 
 
+@pytest.mark.slow
 def test_result_rows_link_their_trace_folder_and_carry_counts_per_step(profile_run):
     run_dir = profile_run.run_dir
     rows = load(run_dir).set_index("case_id")
@@ -60,6 +62,7 @@ def test_result_rows_link_their_trace_folder_and_carry_counts_per_step(profile_r
     assert extra[TRAIN]["trace_dir"] == f"traces/{trace_folder_name(TRAIN)}"
 
 
+@pytest.mark.slow
 def test_summary_covers_the_timed_part_and_the_trace_shows_the_setup(profile_run):
     run_dir = profile_run.run_dir
     profile = load_profile(run_dir)
@@ -72,6 +75,7 @@ def test_summary_covers_the_timed_part_and_the_trace_shows_the_setup(profile_run
     assert "aten::linear" in op_names(trace)
 
 
+@pytest.mark.slow
 def test_largest_seed_case_trace_stays_within_the_budget(profile_run):
     row = load(profile_run.run_dir).set_index("case_id").loc[LARGEST]
     (trace_file,) = find_traces(profile_run.run_dir / row["trace_dir"])
@@ -79,6 +83,7 @@ def test_largest_seed_case_trace_stays_within_the_budget(profile_run):
     assert trace_file.stat().st_size < TRACE_BUDGET_BYTES
 
 
+@pytest.mark.slow
 def test_report_shows_a_profile_table_per_case_and_links_the_traces(profile_run):
     run_dir = profile_run.run_dir
     report = (run_dir / "report.md").read_text()
@@ -97,11 +102,13 @@ def test_report_shows_a_profile_table_per_case_and_links_the_traces(profile_run)
     assert set(csv["case_id"]) == {TRAIN, BACKWARD, LARGEST, "backward[lenet3x3-cpu-eager-b64]"}
 
 
+@pytest.mark.slow
 def test_a_profiled_run_with_short_timing_is_a_profile_run(profile_run):
     env = json.loads((profile_run.run_dir / "environment.json").read_text())
     assert (env["run_kind"], env["profiled"], env["benchmark_max_time"]) == ("profile", True, 0.05)
 
 
+@pytest.mark.slow
 def test_bad_profile_schedule_stops_the_run_before_it_starts(tmp_path):
     run = run_bench(tmp_path, "--models", "fashion_mlp", "--phases", "forward", "--profile",
                     "--profile-schedule", "1,1,0")
@@ -134,6 +141,7 @@ def test_a_trace_over_budget_is_reported(tmp_path):
         check_budget(result, "forward[x]", budget=result.trace_bytes - 1)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_case_counts_kernel_launches_and_device_time(tmp_path):
     case_id = "train_step[fashion_mlp-adam-cuda-eager-b64]"
@@ -214,6 +222,7 @@ def test_trace_checks_name_the_bad_file_or_folder(tmp_path):
         check_traces(tmp_path)
 
 
+@pytest.mark.slow
 def test_profile_summary_of_an_interrupted_run_keeps_its_finished_cases(profile_run, tmp_path):
     lines = (profile_run.run_dir / "profile.jsonl").read_text().splitlines()
     (tmp_path / "profile.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:100])

@@ -74,6 +74,7 @@ def cli(*args: str) -> int:
 # --- the step breakdown ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_real_traces_split_each_step_into_shares_that_sum_to_one(runs):
     for case_id in (TRAIN, EPOCH):
         shares = breakdown(real_trace(runs.base, case_id)).set_index("part")
@@ -88,6 +89,7 @@ def test_real_traces_split_each_step_into_shares_that_sum_to_one(runs):
     assert epoch.loc["data loading", "share"] > 0  # the seed's loop waits for its DataLoader
 
 
+@pytest.mark.slow
 def test_forward_is_labelled_in_the_trace_but_not_counted_as_an_operator(runs):
     trace = real_trace(runs.base, TRAIN)
     labels = [e["name"] for e in trace["traceEvents"] if e.get("cat") == "user_annotation"]
@@ -97,6 +99,7 @@ def test_forward_is_labelled_in_the_trace_but_not_counted_as_an_operator(runs):
     assert FORWARD_LABEL not in set(profile["name"])  # a container, like the step's own label
 
 
+@pytest.mark.slow
 def test_timeline_has_one_step_of_top_level_spans_named_by_phase(runs):
     spans = timeline(real_trace(runs.base, EPOCH))
     assert set(spans["lane"]) == {"main thread"}
@@ -110,6 +113,7 @@ def test_timeline_has_one_step_of_top_level_spans_named_by_phase(runs):
             - 1e-9).all()  # top level: no span inside another
 
 
+@pytest.mark.slow
 def test_report_shows_the_breakdown_and_a_timeline_per_case(runs, tmp_path):
     run_dir = runs.base.run_dir
     markdown = (run_dir / "report.md").read_text(encoding="utf-8")
@@ -141,6 +145,7 @@ def test_report_shows_the_breakdown_and_a_timeline_per_case(runs, tmp_path):
 # --- the trace diff --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_planted_slow_operator_tops_the_diff(runs):
     diff = trace_diff(runs.base.run_dir, runs.current.run_dir)
     assert list(dict.fromkeys(diff["case_id"])) == [TRAIN, EPOCH]
@@ -154,6 +159,7 @@ def test_planted_slow_operator_tops_the_diff(runs):
     assert train.loc["aten::addmm", "calls_change"] == 0 and train.loc["aten::addmm", "calls_base"] == 2
 
 
+@pytest.mark.slow
 def test_trace_diff_command_prints_and_writes_the_diff(runs, tmp_path, capsys):
     out = tmp_path / "diff.md"
     assert cli("trace-diff", runs.base.run_dir, runs.current.run_dir, "--cases", "train_step[*]",
@@ -165,6 +171,7 @@ def test_trace_diff_command_prints_and_writes_the_diff(runs, tmp_path, capsys):
     assert first_row.startswith(f"| `{PLANTED}` (new)")
 
 
+@pytest.mark.slow
 def test_trace_diff_runs_without_torch(runs):
     code = (NO_TORCH + "import runpy\n"
             f"sys.argv = ['reports', 'trace-diff', {str(runs.base.run_dir)!r}, {str(runs.current.run_dir)!r}]\n"
@@ -176,6 +183,7 @@ def test_trace_diff_runs_without_torch(runs):
     assert PLANTED in proc.stdout
 
 
+@pytest.mark.slow
 def test_gate_md_says_where_a_flagged_case_changed(runs, tmp_path):
     # The planted operator changes operator calls per step, a deterministic figure: flagged.
     status = cli("gate", runs.base.run_dir, runs.current.run_dir, "--output", tmp_path)
@@ -188,6 +196,7 @@ def test_gate_md_says_where_a_flagged_case_changed(runs, tmp_path):
         assert first_row.startswith(f"| `{PLANTED}` (new)")
 
 
+@pytest.mark.slow
 def test_gate_has_no_trace_section_unless_both_sides_were_profiled(runs, tmp_path):
     unprofiled = copy_run(runs.base, tmp_path)
     shutil.rmtree(unprofiled / "traces")
@@ -206,6 +215,7 @@ def copy_run(run: Run, where: Path) -> Path:
     return shutil.copytree(run.run_dir, where / run.run_dir.name)
 
 
+@pytest.mark.slow
 def test_a_run_without_traces_is_refused_naming_it(runs, tmp_path, capsys):
     unprofiled = tmp_path / "unprofiled"
     unprofiled.mkdir()
@@ -217,6 +227,7 @@ def test_a_run_without_traces_is_refused_naming_it(runs, tmp_path, capsys):
     assert f"{tmp_path / 'missing'}: no such run folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_trace_missing_on_one_side_is_refused_naming_the_folder(runs, tmp_path, capsys):
     current = copy_run(runs.current, tmp_path)
     folder = current / "traces" / trace_folder_name(EPOCH)
@@ -226,6 +237,7 @@ def test_a_trace_missing_on_one_side_is_refused_naming_the_folder(runs, tmp_path
     assert f"{folder}: no profiler traces" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_corrupt_trace_is_refused_naming_the_file_and_shown_as_such_in_reports(runs, tmp_path, capsys):
     current = copy_run(runs.current, tmp_path)
     trace = case_trace(current / "traces" / trace_folder_name(TRAIN))
@@ -242,6 +254,7 @@ def test_a_corrupt_trace_is_refused_naming_the_file_and_shown_as_such_in_reports
     assert f"No trace diff: {trace}: corrupt trace" in (tmp_path / "gate" / "gate.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_bad_top_is_refused(runs, capsys):
     with pytest.raises(SystemExit) as exited:
         cli("trace-diff", runs.base.run_dir, runs.current.run_dir, "--top", "0")

@@ -143,6 +143,7 @@ def plugin_env(tmp_path):
     return {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
 
 
+@pytest.mark.slow
 def test_resnet18_at_a_small_size_with_bf16_autocast_and_channels_last(tmp_path):
     # Batch 8 at 32 px: at 16 px batch 2 layer3 and layer4 are 1x1 and train-mode batch norm
     # normalises 2 values per channel; gradients reach 1e6 and the weights 1e4 within four SGD
@@ -161,6 +162,7 @@ def test_resnet18_at_a_small_size_with_bf16_autocast_and_channels_last(tmp_path)
     assert fp16["status"] == "skipped" and "CUDA only" in fp16["error"]
 
 
+@pytest.mark.slow
 def test_image_size_refused_before_running(tmp_path):
     run = run_bench(tmp_path / "r", "--models", "vit_b_16", "--image-sizes", "8", "--phases", "forward")
     assert run.proc.returncode == 2
@@ -168,12 +170,14 @@ def test_image_size_refused_before_running(tmp_path):
     assert "patch size" in run.proc.stderr + run.proc.stdout
 
 
+@pytest.mark.slow
 def test_model_module_that_does_not_import_is_refused(tmp_path):
     run = run_bench(tmp_path / "r", "--model-module", "no_such_models_pkg")
     out = run.proc.stderr + run.proc.stdout
     assert run.proc.returncode == 2 and "--model-module no_such_models_pkg" in out and "ModuleNotFoundError" in out
 
 
+@pytest.mark.slow
 def test_plugin_model_out_of_memory_is_an_oom_row(tmp_path, plugin_env):
     run = run_bench(tmp_path / "r", "--model-module", "my_vision_models", "--models", "boom",
                     "--phases", "forward", "--modes", "eager", "--batch-sizes", "2", env=plugin_env)
@@ -181,6 +185,7 @@ def test_plugin_model_out_of_memory_is_an_oom_row(tmp_path, plugin_env):
     assert row["status"] == Status.OOM.value and "planted" in row["error"]
 
 
+@pytest.mark.slow
 def test_a_compiled_path_that_computes_something_else_ends_wrong_result(tmp_path, plugin_env):
     run = run_bench(tmp_path / "r", "--model-module", "my_vision_models", "--models", "lenet",
                     "--phases", "forward", "--modes", "compile", "--compile-backend", "perturb",
