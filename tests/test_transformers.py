@@ -381,7 +381,9 @@ def test_a_planted_wrong_compiled_output_of_a_gpt_ends_wrong_result(tmp_path):
                     "forward", "--modes", "compile", "--compile-backend", "eager")
     (row,) = rows(run).values()
     assert row["status"] == Status.WRONG_RESULT.value, row
-    assert math.isfinite(float(row["error"].split("relative error ")[1].split()[0]))
+    # The message names how far off float64 eager the output is, a finite number (not a NaN nor a crash).
+    assert row["error"].startswith("wrong result: the output is off float64 eager by "), row["error"]
+    assert math.isfinite(float(row["error"].split(" eager by ")[1].split()[0]))
 
 
 @pytest.mark.slow
