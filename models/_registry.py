@@ -324,9 +324,12 @@ def _where(exc: Exception) -> str:
     return f"{frame.filename}, line {frame.lineno}"
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Registered model names in registration order, optionally filtered by a glob."""
-    _complete()
+def list_models(pattern: str | None = None, *, lazy: bool = True) -> list[str]:
+    """Registered model names in registration order, optionally filtered by a glob. ``lazy=False``
+    lists only what is registered already (the built-in models, never a lazy family such as
+    torchvision's, whose import costs seconds)."""
+    if lazy:
+        _complete()
     names = list(_REGISTRY)
     return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
 

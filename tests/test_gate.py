@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -15,6 +17,7 @@ import pytest
 
 from bench.passes import CATALOG as declarations
 from bench.schema.figures import Figure, Kind, View
+from reports.__main__ import main as reports_main
 from reports.gate import GateConfig, GateInputError, gate, markdown, match_case, noise_floor, to_json
 from reports.stats import holm
 from bench.schema.case import Case
@@ -28,12 +31,28 @@ SELECTION = ["--preset", "smoke", "--models", "fashion_mlp_dropout,fashion_mlp",
              "--benchmark-min-rounds=15"]
 
 
-def run_gate(*args) -> subprocess.CompletedProcess:
-    # From an empty folder: a results/noise_floor.json in the checkout must not change verdicts.
+def run_gate(*args, command: bool = False) -> subprocess.CompletedProcess:
+    """``python -m reports gate ARGS``, from an empty folder: a results/noise_floor.json in the
+    checkout must not change verdicts. In this process by default (the command's own ``main``,
+    its output and exit status; a fresh interpreter costs ~2 s of imports a call, and this file
+    makes about thirty); ``command=True`` starts the real command."""
+    argv = ["gate", *map(str, args)]
     with tempfile.TemporaryDirectory() as cwd:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        return subprocess.run([sys.executable, "-m", "reports", "gate", *map(str, args)], cwd=cwd,
-                              capture_output=True, text=True, env=env)
+        if command:
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+            return subprocess.run([sys.executable, "-m", "reports", *argv], cwd=cwd, capture_output=True, text=True,
+                                  env=env)
+        out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+        os.chdir(cwd)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = reports_main(argv)
+                except SystemExit as exc:  # argparse's usage errors
+                    code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            os.chdir(here)
+        return subprocess.CompletedProcess(["python", "-m", "reports", *argv], code, out.getvalue(), err.getvalue())
 
 
 # One thread each: with 2 OpenMP threads on 2 busy cores every parallel region waits for a
@@ -63,7 +82,7 @@ def test_a_a_smoke_runs_pass(smoke_run, tmp_path):
     # threshold is out of reach, and what must hold is what A/A makes exact: every case compared,
     # and every deterministic figure (FLOPs, parameters, graphs) unchanged. Timing verdicts are
     # tested on synthetic samples below; the false-alarm rate is tests/gate_study.py's.
-    proc = run_gate(smoke_run.run_dir, again.run_dir, "--threshold", "1e9", "--output", tmp_path / "gate")
+    proc = run_gate(smoke_run.run_dir, again.run_dir, "--threshold", "1e9", "--output", tmp_path / "gate", command=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     verdict = json.loads((tmp_path / "gate" / "gate.json").read_text())
     assert verdict["passed"] and verdict["counts"]["compared"] == 8

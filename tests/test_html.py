@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import struct
+from collections.abc import Iterator
 from html.parser import HTMLParser
 
 import numpy as np
@@ -165,13 +167,29 @@ NEWER = [Figure("mem_grad_bytes", Kind.BYTES, "gradients", "memory"),
          Figure("compile_cache", Kind.TEXT, "cache", "compile", views=frozenset({View.TABLE, View.HISTORY}))]
 
 
-@pytest.fixture
-def newer_figures():
+@contextlib.contextmanager
+def declared_newer_figures() -> Iterator[dict]:
     added = [f for f in NEWER if schema.get(f.name) is None]
     CATALOG.declare(*added)
-    yield {f.name: schema.get(f.name) for f in NEWER}
-    for f in added:
-        CATALOG.undeclare(f.name)
+    try:
+        yield {f.name: schema.get(f.name) for f in NEWER}
+    finally:
+        for f in added:
+            CATALOG.undeclare(f.name)
+
+
+@pytest.fixture
+def newer_figures():
+    with declared_newer_figures() as figures:
+        yield figures
+
+
+@pytest.fixture(scope="module")
+def default_report(tmp_path_factory) -> dict:
+    """The default preset's synthetic run, its report written once (about 13 s of charts) for
+    the tests that only read it."""
+    with declared_newer_figures():
+        yield write_report(default_run(tmp_path_factory.mktemp("default-report")))
 
 
 def default_run(tmp_path, **extra):
@@ -192,9 +210,8 @@ def default_run(tmp_path, **extra):
                                                                  "load_avg_1m": 0.1})
 
 
-def test_default_preset_report_opens_with_the_answers_and_folds_the_rest(tmp_path, newer_figures):
-    run = default_run(tmp_path)
-    paths = write_report(run)
+def test_default_preset_report_opens_with_the_answers_and_folds_the_rest(default_report):
+    paths = default_report
     html, md = (paths["html"].read_text(encoding="utf-8"), paths["markdown"].read_text(encoding="utf-8"))
     order = [html.index(f'<section id="{s}">') for s in
              ("summary", "fastest", "speedups", "memory-breakdown", "phase-train_step", "environment")]
@@ -218,12 +235,12 @@ def test_default_preset_report_opens_with_the_answers_and_folds_the_rest(tmp_pat
 
 
 @pytest.mark.slow
-def test_default_preset_page_stays_short_in_chromium(tmp_path, newer_figures):
+def test_default_preset_page_stays_short_in_chromium(default_report):
     # The summary answers, everything per case is folded: measured 4,710 px at 1400 px wide
     # (the ranking ~700, train_step's 44 stacked memory bars ~1,200; it was ~22,000 before).
     # 6,000 px leaves room for a CUDA run's extra speedup lines, and still fails if a
     # per-phase table or chart set is left open (the train_step table alone is ~1,300 px).
-    page_path = write_report(default_run(tmp_path))["html"]
+    page_path = default_report["html"]
     with open_page(page_path.as_uri()) as (page, errors):
         height = page.evaluate("document.documentElement.scrollHeight")
         folded = page.evaluate("document.querySelectorAll('details:not([open])').length")
@@ -281,9 +298,9 @@ def test_autocast_and_memory_format_are_priced_like_compile(tmp_path):
     assert "→ float16 autocast" not in text  # a change measured one way only is not priced
 
 
-def test_where_memory_goes_has_its_table_in_markdown_and_html(tmp_path, newer_figures):
+def test_where_memory_goes_has_its_table_in_markdown_and_html(default_report):
     # Issue #25: report.md printed this section's caption and nothing else (its charts are HTML only).
-    paths = write_report(default_run(tmp_path))
+    paths = default_report
     md, html = paths["markdown"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
     section = md[md.index("## Where memory goes"):]
     section = section[:section.index("\n## ", 1)]

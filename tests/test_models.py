@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -116,3 +119,13 @@ def test_register_and_list_with_pattern():
 def test_unknown_loss_is_rejected():
     with pytest.raises(ValueError, match="unknown loss 'hinge'; valid losses: mse, nll"):
         models.register_model(input_shape=(1,), loss="hinge", num_classes=2)
+
+
+def test_a_seed_selection_never_imports_torchvision():
+    # Importing torchvision.models costs about 2 s a run: the default preset's seed models are
+    # listed without it (a fresh interpreter, since this one may have imported it already).
+    code = ("import sys; from bench.matrix import select; blocks = select.preset_blocks('default'); "
+            "print(sorted({m for b in blocks for m in b['models']}), 'torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("]")[1].strip() == "False", out
+    assert "'fashion_mlp'" in out and "'lenet'" in out, out

@@ -150,7 +150,7 @@ def test_resnet18_at_a_small_size_with_bf16_autocast_and_channels_last(tmp_path)
     # steps, so whether the loss stays finite depended on rounding order (threads, kernels): the
     # issue's 'non_finite' under load. Here the weights stay near 1 and every thread count agrees.
     run = run_bench(tmp_path / "r", "--models", "resnet18", "--image-sizes", "32", "--batch-sizes", "8",
-                    "--phases", "forward,train_step", "--optimizers", "sgd", "--modes", "eager",
+                    "--phases", "train_step", "--optimizers", "sgd", "--modes", "eager",
                     "--amp", "bfloat16,float16", "--memory-formats", "channels_last")
     got = rows(run)
     ok = got["train_step[resnet18-sgd-cpu-eager-b8-s32-amp_bfloat16-channels_last]"]
@@ -158,7 +158,7 @@ def test_resnet18_at_a_small_size_with_bf16_autocast_and_channels_last(tmp_path)
     # bf16 autocast against float64: the check bounds the error by eager's own and the cosine
     # fallback (bench/passes/correctness.py), not by a fixed number.
     assert ok["correct"] is True and math.isfinite(ok["max_rel_error"]) and ok["max_abs_error"] >= 0
-    fp16 = got["forward[resnet18-cpu-eager-b8-s32-amp_float16-channels_last]"]
+    fp16 = got["train_step[resnet18-sgd-cpu-eager-b8-s32-amp_float16-channels_last]"]
     assert fp16["status"] == "skipped" and "CUDA only" in fp16["error"]
 
 
