@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import models
 from bench.schema.case import Case
 from bench.schema.status import NonFiniteLoss, UnsupportedCase, classify
-from bench.passes.flops import count_flops, gpu_peak
+from bench.passes.flops import CPU_PEAK_MIN_SIZE, count_flops, cpu_peak_size, device_peak, gpu_peak
 from bench.passes.memory import held_bytes, measure_memory
 from bench.workloads.optimizers import list_optimizers
 from bench.workloads.build import build_step
@@ -227,3 +227,12 @@ def test_a_long_error_keeps_its_start_and_its_end():
     assert clipped.startswith("no result from the valgrind worker within --count-timeout 1800 s")
     assert clipped.endswith("RuntimeError: the end") and "characters left out" in clipped
     assert clip_error("short") == "short"
+
+
+def test_the_cpu_peak_shrinks_its_matmul_to_fit_its_budget():
+    # A dtype this CPU emulates (bfloat16: ~2.4 s a 1024² matmul here) took 26 s a run to
+    # measure at 1024²; the side now halves to fit the budget, and the source says which side.
+    assert cpu_peak_size("bfloat16", size=1024, budget_s=0.0) == CPU_PEAK_MIN_SIZE
+    assert cpu_peak_size("float32", size=256, budget_s=float("inf")) == 256
+    peak, source = device_peak("cpu", "float32")
+    assert peak > 0 and source.startswith(f"measured: {cpu_peak_size('float32')}² float32 matmul"), source

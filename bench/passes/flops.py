@@ -27,6 +27,8 @@ GPU_PEAKS: list[tuple[str, dict[str, float]]] = [
     ("T4", dict(float32=8.1e12, tf32=8.1e12, bfloat16=0.0)),
 ]
 CPU_PEAK_MATMUL_SIZE = 1024
+CPU_PEAK_MIN_SIZE = 128
+CPU_PEAK_BUDGET_S = 1.0  # the repeated matmuls of one dtype's peak, at most about this long
 
 _T, _H = frozenset({View.TABLE, View.HISTORY}), frozenset({View.HISTORY})
 FIGURES = (
@@ -71,11 +73,33 @@ def gpu_peak(name: str, dtype: str, tf32: bool) -> float | None:
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_peak(dtype: str = "float32", size: int = CPU_PEAK_MATMUL_SIZE, repeats: int = 10) -> float:
-    """FLOP/s of the best of a few large matmuls at the current thread count (measured once)."""
+def cpu_peak_size(dtype: str = "float32", size: int = CPU_PEAK_MATMUL_SIZE, repeats: int = 10,
+                  budget_s: float = CPU_PEAK_BUDGET_S) -> int:
+    """The matmul side ``cpu_peak`` measures at: ``size``, or smaller where this CPU would take
+    longer than ``budget_s`` for ``repeats`` of them. A dtype the CPU emulates (bfloat16 and
+    float16 without AMX or AVX512-FP16: ~1 GFLOP/s, 2.4 s a 1024² matmul on this project's VM)
+    is measured small rather than for half a minute; float32 reaches ``size`` (1024²: ~15 ms)."""
     import torch
 
-    torch_dtype = getattr(torch, dtype)
+    torch_dtype, side = getattr(torch, dtype), CPU_PEAK_MIN_SIZE
+    while side < size:
+        a = torch.randn(side, side, dtype=torch_dtype)
+        torch.mm(a, a)  # warm-up: thread pool and code paths
+        start = time.perf_counter()
+        torch.mm(a, a)
+        if 8 * (time.perf_counter() - start) * repeats > budget_s:  # twice the side: 8x the work
+            break
+        side *= 2
+    return side
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_peak(dtype: str = "float32", repeats: int = 10) -> float:
+    """FLOP/s of the best of a few matmuls at the current thread count (measured once a dtype),
+    at ``cpu_peak_size``."""
+    import torch
+
+    size, torch_dtype = cpu_peak_size(dtype, repeats=repeats), getattr(torch, dtype)
     a = torch.randn(size, size, dtype=torch_dtype)
     b = torch.randn(size, size, dtype=torch_dtype)
     torch.mm(a, b)  # warm-up: thread pool and code paths
@@ -96,7 +120,7 @@ def device_peak(device: str, dtype: str) -> tuple[float | None, str]:
         tf32 = torch.backends.cuda.matmul.allow_tf32
         peak = gpu_peak(name, dtype, tf32)
         return peak, (f"data sheet: {name}" if peak else f"unknown GPU: {name}")
-    return cpu_peak(dtype), f"measured: {CPU_PEAK_MATMUL_SIZE}² matmul, {torch.get_num_threads()} threads"
+    return cpu_peak(dtype), f"measured: {cpu_peak_size(dtype)}² {dtype} matmul, {torch.get_num_threads()} threads"
 
 
 def flop_figures(step: Step, timing: Timing) -> dict[str, Any]:
