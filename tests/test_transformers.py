@@ -4,6 +4,7 @@ tokens/s, MFU and the 6·N·T estimate, token files for the data phases, Hugging
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import textwrap
@@ -17,6 +18,8 @@ import models
 import tests.user_gpt as tiny
 from bench.matrix import select as matrix
 from bench.passes.flops import count_flops, decoder_flops, matmul_params
+from dataclasses import replace
+
 from bench.schema.case import Case
 from bench.schema.status import NoLoss, Status
 from bench.workloads import pipeline, tokens
@@ -420,3 +423,19 @@ def test_the_gate_shows_tokens_per_second_and_mfu_beside_a_token_workloads_times
     regression = gate_md.split("### Regressions")[1].split("###")[0]
     assert "| 6,401 → 4,267 |" in regression and "| 100.0% → 66.7% |" in regression  # tokens/s, MFU
     assert "tokens/s" not in gate_md.split("unchanged cases")[1]  # the image model's table has no such column
+
+
+def test_check_accuracy_times_the_loop_a_user_writes_for_a_token_train_step():
+    from bench.commands.check_accuracy import hand_writable, hand_written_loop
+
+    gpt = Case("train_step", "gpt_cpu", "adamw", "cpu", "eager", batch_size=2)
+    assert hand_writable(gpt)
+    assert not hand_writable(replace(gpt, phase="forward", optimizer=None))
+    assert not hand_writable(replace(gpt, mode="compile"))
+    assert not hand_writable(Case("train_step", "lenet", "adam", "cpu", "eager"))
+    loop = hand_written_loop(gpt)
+    model = inspect.getclosurevars(loop).nonlocals["model"]  # its own, built fresh from the registration
+    before = [p.detach().clone() for p in model.parameters()]
+    loop()
+    after = list(model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))  # one AdamW step moved the weights
