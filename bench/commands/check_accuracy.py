@@ -70,7 +70,7 @@ class CompareWithTorchTimer:
             rounds = len(benchmark.stats.stats.data)
             reference = statistics.median(timer.timeit(1).raw_times[0] for _ in range(rounds))
         self.rows.append((step.case.id, benchmark.stats.stats.median, reference))
-        if hand is not None and step.tokens_per_call:
+        if hand is not None:
             self.rows.append((f"{step.case.id} (hand-written loop)", benchmark.stats.stats.median, hand))
 
     def time_hand_written_loop(self, case) -> float:

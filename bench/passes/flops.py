@@ -99,7 +99,8 @@ def cpu_peak(dtype: str = "float32", repeats: int = 10) -> float:
     at ``cpu_peak_size``."""
     import torch
 
-    size, torch_dtype = cpu_peak_size(dtype, repeats=repeats), getattr(torch, dtype)
+    # The same call as device_peak's source line: one cache entry, one probe, the side it names.
+    size, torch_dtype = cpu_peak_size(dtype), getattr(torch, dtype)
     a = torch.randn(size, size, dtype=torch_dtype)
     b = torch.randn(size, size, dtype=torch_dtype)
     torch.mm(a, b)  # warm-up: thread pool and code paths
