@@ -10,12 +10,20 @@ started, so the fast tier cannot grow slow unnoticed.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from typing import Any, Iterator, Sequence
 
 import pytest
 
-from tests.helpers import PROFILED, Run, run_bench
+from tests.helpers import PROFILED, Run, shared_run
+
+# The suite runs in two pytest-xdist workers (noxfile.py). xdist marks each worker's environment,
+# and every process a test starts inherits it: pytest-benchmark reads PYTEST_XDIST_WORKER as
+# "benchmarks under xdist" and disables itself, so a real `pytest bench` child would measure
+# nothing. The children are whole runs of their own, not workers.
+for _variable in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+    os.environ.pop(_variable, None)
 
 # What the fast tier may not start: a real benchmark run (pytest over bench/), torchrun, valgrind,
 # a browser, a PostgreSQL server, TensorBoard, nox; and compiling with inductor (~20 s a graph here).
@@ -79,16 +87,16 @@ def fast_tier_guard(test: str) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """One real run of the smoke preset, shared by the tests that read its output."""
-    run = run_bench(tmp_path_factory.mktemp("smoke"), "--preset", "smoke")
+def smoke_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """One real run of the smoke preset, shared by the tests that read its output (in both workers)."""
+    run = shared_run(request.config, tmp_path_factory.getbasetemp(), "smoke", "--preset", "smoke")
     assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr
     return run
 
 
 @pytest.fixture(scope="session")
-def profile_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """One real run with --profile, shared by the profiling and TensorBoard tests."""
-    run = run_bench(tmp_path_factory.mktemp("profile"), *PROFILED)
+def profile_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """One real run with --profile, shared by the profiling and TensorBoard tests (in both workers)."""
+    run = shared_run(request.config, tmp_path_factory.getbasetemp(), "profile", *PROFILED)
     assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr
     return run

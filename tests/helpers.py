@@ -4,6 +4,7 @@ A plain module (not conftest) so tests import it by name; the fixtures are in co
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
+
+from filelock import FileLock  # a dependency of torch's
 
 ROOT = Path(__file__).resolve().parents[1]
 # Short rounds: the tests check behaviour, not speed.
@@ -50,6 +54,24 @@ def run_bench(results_dir: Path, *args: str, timeout: float = 600, env: dict | N
     proc = subprocess.run(bench_cmd(results_dir, *args), cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
     return Run(proc, results_dir)
+
+
+def shared_run(config: Any, basetemp: Path, name: str, *args: str) -> Run:
+    """``run_bench`` once per test session, also when the session is split between pytest-xdist
+    workers: the first worker to ask makes the run, under a file lock in the session's folder
+    (the workers' common parent), and records how it ended; the others wait and read it."""
+    worker = getattr(config, "workerinput", None)  # set in an xdist worker only
+    root = basetemp.parent if worker else basetemp
+    results, record = root / name, root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not record.exists():
+            results.mkdir(exist_ok=True)
+            proc = run_bench(results, *args).proc
+            record.write_text(json.dumps(dict(args=proc.args, returncode=proc.returncode,
+                                              stdout=proc.stdout, stderr=proc.stderr)))
+        ended = json.loads(record.read_text())
+    return Run(subprocess.CompletedProcess(ended["args"], ended["returncode"], ended["stdout"], ended["stderr"]),
+               results)
 
 
 # A small case whose operators are known (aten::linear/addmm) and, by trace size, the
