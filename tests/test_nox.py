@@ -168,3 +168,20 @@ def test_the_profile_session_profiles_the_cases_the_selection_names(tmp_path, se
     assert proc.returncode == 0, proc.stdout + proc.stderr
     collected = [line.split("::", 1)[1] for line in proc.stdout.splitlines() if line.startswith("bench/bench_steps.py::")]
     assert collected == expected, proc.stdout
+
+
+def test_the_tests_session_runs_two_workers_where_xdist_is_installed(monkeypatch):
+    """In its own environment the tests session always has pytest-xdist (the [test] extra); with
+    --no-venv (an offline GPU machine) it adds -n only where that interpreter has xdist, else pytest
+    would refuse the option."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("project_noxfile", ROOT / "noxfile.py")
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+    assert noxfile.parallel(SimpleNamespace(venv_backend="uv")) == ["-n", "2", "--dist", "loadfile"]
+    assert noxfile.parallel(SimpleNamespace(venv_backend="none")) == ["-n", "2", "--dist", "loadfile"]
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "xdist" else find_spec(name, *a))
+    assert noxfile.parallel(SimpleNamespace(venv_backend="none")) == []
