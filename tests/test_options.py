@@ -77,6 +77,20 @@ def test_a_bad_value_is_refused_naming_it(args, message):
     assert message in str(refused.value)
 
 
+@pytest.mark.parametrize("workers", [2, "auto"])
+def test_parallel_workers_are_refused_naming_the_value_and_the_shard_option(workers):
+    """pytest-xdist's -n (where it is installed): the workers would time side by side and
+    pytest-benchmark turns itself off under xdist; -n 0 is a plain run."""
+    option = parse()
+    option.numprocesses = workers
+    with pytest.raises(options.OptionError) as refused:
+        options.check(option)
+    assert f"invalid value {workers} for -n (pytest-xdist)" in str(refused.value)
+    assert "valid: -n 0 or no -n" in str(refused.value) and "--shard i/N" in str(refused.value)
+    option.numprocesses = 0
+    options.check(option)
+
+
 def test_the_checks_run_without_torch():
     """The same checks the command runs, in a Python where importing torch fails."""
     code = NO_TORCH + (

@@ -206,6 +206,7 @@ def check(option: argparse.Namespace) -> RunOptions:
             epochs=integer("--epochs", option.bb_epochs, 1))
         check_metric(option, distributed)
         check_benchmark_options(option)
+        check_no_workers(option)
         check_data(option)
         check_hf_config(option)
     except ValueError as exc:  # SelectionError, ShardError, DataError: each names the value
@@ -370,6 +371,15 @@ def check_benchmark_options(option: argparse.Namespace) -> None:
         value = float(text)
         if not (math.isfinite(value) and value >= smallest):
             raise OptionError(f"invalid value {text!s} for {flag}; expected {valid}")
+
+
+def check_no_workers(option: argparse.Namespace) -> None:
+    """pytest-xdist's -n is refused: workers would time their cases side by side, each the other's
+    noise, and pytest-benchmark switches itself off under xdist (the run would measure nothing)."""
+    workers = getattr(option, "numprocesses", None)  # xdist's -n, where xdist is installed
+    if workers not in (None, 0):
+        raise OptionError(f"invalid value {workers} for -n (pytest-xdist): blitzbench times one case at a time "
+                          "in one process; valid: -n 0 or no -n. To split the matrix between machines: --shard i/N")
 
 
 def check_model_module(module: str) -> None:
