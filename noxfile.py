@@ -133,8 +133,9 @@ def tests(session: nox.Session) -> None:
 
 # Two pytest-xdist workers, a test file each at a time (a file's shared run is made once): most
 # tests wait on a child process that runs one thread at a time, so two of them keep 2 cores busy
-# (measured on the 2-core VM: 16 min in one process, 11 min in two). More workers would each
-# repeat the session's shared runs. `-n 0` after `--` runs the suite in one process.
+# (measured on the 2-core VM: 16 min in one process, 11 min in two). Two, as CI's cores: more
+# workers would start more multi-threaded children than a small machine has cores. `-n 0` after
+# `--` runs the suite in one process.
 TEST_WORKERS = ["-n", "2", "--dist", "loadfile"]
 
 
